@@ -1,0 +1,75 @@
+"""Editorial checks: what ``newsletter check`` says beyond loading errors.
+
+Loading (``content``) catches what makes an issue unusable; these checks
+catch what makes it worse: a summary count outside the usual two or three,
+a "X and colleagues" that does not match the citation, a citation without a
+year, an article readers cannot find.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from pathlib import Path
+
+from newsletter.content import Issue, Summary, read_issue
+from newsletter.errors import Problem
+from newsletter.taxonomy import Taxonomy
+
+COLLEAGUES = re.compile(r"\b([A-Z][\w’'-]+)\s+and\s+colleagues\b")
+APA_YEAR = re.compile(r"\((\d{4}[a-z]?|n\.d\.|in press)(,[^)]*)?\)", re.IGNORECASE)
+FIRST_AUTHOR = re.compile(r"^\s*([^,(]+?)\s*,")
+
+
+def _fold(text: str) -> str:
+    # "Høglend" and "Hoglend" are the same author to a reader.
+    decomposed = unicodedata.normalize("NFKD", text.replace("ø", "o").replace("Ø", "O"))
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+
+
+def first_author(citation: str) -> str | None:
+    """Surname of the first author of an APA citation, if it has one."""
+    match = FIRST_AUTHOR.match(citation)
+    return match.group(1) if match else None
+
+
+def check_summary(summary: Summary) -> list[Problem]:
+    problems: list[Problem] = []
+    path = summary.path
+    if summary.citation:
+        if not APA_YEAR.search(summary.citation):
+            problems.append(Problem(path, summary.line_of("citation"), "warning",
+                                    "citation has no year in parentheses, e.g. (2021)"))
+        author = first_author(summary.citation)
+        if author:
+            for text, start_line in ((summary.body, summary.body_line), (summary.implications, summary.implications_line)):
+                for match in COLLEAGUES.finditer(text):
+                    named = match.group(1)
+                    if _fold(named) != _fold(author):
+                        line = start_line + text.count("\n", 0, match.start())
+                        problems.append(Problem(path, line, "warning",
+                                                f"'{named} and colleagues' does not match the first author '{author}' of the citation"))
+    if not summary.doi and not summary.url:
+        problems.append(Problem(path, summary.line_of("title"), "warning", "no doi or url: readers cannot find the article"))
+    return problems
+
+
+def check_issue(issue: Issue) -> list[Problem]:
+    """Editorial warnings for a loaded issue."""
+    problems: list[Problem] = []
+    count = len(issue.summaries)
+    if count and not 2 <= count <= 3:
+        problems.append(Problem(issue.path / "issue.md", 1, "warning",
+                                f"{count} summaries: an issue usually has two or three"))
+    for summary in issue.summaries:
+        problems += check_summary(summary)
+    return problems
+
+
+def check_folder(folder: Path, taxonomy: Taxonomy) -> list[Problem]:
+    """Every problem with an issue folder, loading and editorial, sorted."""
+    loaded = read_issue(folder, taxonomy)
+    problems = list(loaded.problems)
+    if loaded.issue is not None:
+        problems += check_issue(loaded.issue)
+    return sorted(set(problems), key=lambda p: (str(p.path), p.line, p.severity, p.message))

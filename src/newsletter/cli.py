@@ -1,0 +1,165 @@
+"""The ``newsletter`` command: a thin layer over the package.
+
+Each command parses its options, calls one function of the package, and
+prints. Our exceptions become a clean message and an exit code here and
+nowhere else.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from newsletter import __version__
+from newsletter.checks import check_folder
+from newsletter.errors import ConfigError, ContentError, NewsletterError, Problem, errors_in
+from newsletter.settings import load_settings
+from newsletter.workspace import Workspace
+
+app = typer.Typer(
+    help="Build, preview and send a monthly research digest by email.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode=None,
+)
+console = Console(highlight=False, soft_wrap=True)
+
+
+class State:
+    """Per-invocation state: settings are loaded on first use, so --help works with bad ones."""
+
+    def __init__(self, root: Path | None) -> None:
+        self.root_option = root
+        self._workspace: Workspace | None = None
+
+    @property
+    def workspace(self) -> Workspace:
+        if self._workspace is None:
+            self._workspace = Workspace(load_settings(self.root_option))
+        return self._workspace
+
+
+def _ws(ctx: typer.Context) -> Workspace:
+    return ctx.find_object(State).workspace  # type: ignore[union-attr]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"newsletter {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    ctx: typer.Context,
+    root: Annotated[Optional[Path], typer.Option("--root", envvar="NEWSLETTER_ROOT", help="Newsletter folder (holds issues/, templates/, subscribers/, .env). Default: the current directory.", show_default=False)] = None,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")] = False,
+) -> None:
+    ctx.obj = State(root)
+
+
+def fail_cleanly(fn: Callable[..., None]) -> Callable[..., None]:
+    """Turn our exceptions into a message on stderr and an exit code.
+
+    Bad input is the user's to fix, so it gets a sentence, never a traceback.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        try:
+            fn(*args, **kwargs)
+        except ConfigError as err:
+            typer.echo(f"error: {err}", err=True)
+            raise typer.Exit(2) from None
+        except ContentError as err:
+            root = _root_of(kwargs.get("ctx"))
+            for problem in err.problems:
+                typer.echo(problem.format(root), err=True)
+            typer.echo(f"error: {err}", err=True)
+            raise typer.Exit(1) from None
+        except NewsletterError as err:
+            typer.echo(f"error: {err}", err=True)
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+def _root_of(ctx: typer.Context | None) -> Path:
+    state = ctx.find_object(State) if ctx is not None else None
+    if state is not None and state._workspace is not None:
+        return state._workspace.root
+    return Path(".")
+
+
+def print_problems(problems: list[Problem], root: Path) -> None:
+    for problem in problems:
+        typer.echo(problem.format(root))
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+@app.command()
+@fail_cleanly
+def check(
+    ctx: typer.Context,
+    issue: Annotated[Optional[str], typer.Argument(help="Issue folder name, e.g. 2021-07. Default: every issue.", show_default=False)] = None,
+) -> None:
+    """Validate issue sources; print every problem as path:line: severity: message."""
+    ws = _ws(ctx)
+    ids = [issue] if issue else ws.issue_ids()
+    problems: list[Problem] = []
+    for issue_id in ids:
+        problems += check_folder(ws.folder(issue_id), ws.taxonomy)
+    print_problems(problems, ws.root)
+    errors = len(errors_in(problems))
+    warnings = len(problems) - errors
+    what = f"issue {issue}" if issue else _plural(len(ids), "issue")
+    verdict = "FAILED" if errors else "ok"
+    typer.echo(f"{what} checked: {_plural(errors, 'error')}, {_plural(warnings, 'warning')} — {verdict}")
+    raise typer.Exit(1 if errors else 0)
+
+
+@app.command()
+@fail_cleanly
+def topics(ctx: typer.Context) -> None:
+    """List the topic taxonomy (slug, display name, aliases)."""
+    ws = _ws(ctx)
+    table = Table("slug", "topic", "also accepted", title=f"{len(ws.taxonomy)} topics (a reader may also choose 'all')")
+    for topic in ws.taxonomy:
+        table.add_row(topic.slug, topic.name, ", ".join(topic.aliases))
+    console.print(table)
+
+
+@app.command("issues")
+@fail_cleanly
+def list_issues(ctx: typer.Context) -> None:
+    """List the issues with status, summary count, send date and check result."""
+    ws = _ws(ctx)
+    settings = ws.settings
+    table = Table("issue", "subject", "status", "summaries", "sends", "check", title=f"issues in {settings.issues_dir}")
+    for issue_id in ws.issue_ids():
+        problems = check_folder(ws.folder(issue_id), ws.taxonomy)
+        loaded = ws.read(issue_id)
+        errors = len(errors_in(problems))
+        verdict = f"{_plural(errors, 'error')}" if errors else f"ok, {_plural(len(problems), 'warning')}"
+        issue = loaded.issue
+        if issue is None:
+            table.add_row(issue_id, "?", "?", "?", "?", verdict)
+            continue
+        sends = issue.scheduled_for(settings.zone, settings.send_time).isoformat(timespec="minutes")
+        table.add_row(issue_id, issue.subject, issue.status, str(len(issue.summaries)), sends, verdict)
+    console.print(table)
+
+
+def main() -> None:
+    """Entry point of the ``newsletter`` console script."""
+    app()

@@ -1,0 +1,66 @@
+"""Exceptions raised by newsletter.
+
+    NewsletterError            base of everything we raise on purpose
+    ├── ConfigError            a setting is missing or invalid; never retried
+    ├── ContentError           issue sources fail validation; carries Problems
+    │   └── IssueNotFound      no such issue folder
+    └── RenderError            a template failed to render or compile
+
+Library errors are translated into these inside the module that calls the
+library; only ``cli`` turns them into messages and exit codes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+Severity = Literal["error", "warning"]
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    """One finding about a file, printed as ``path:line: severity: message``."""
+
+    path: Path
+    line: int
+    severity: Severity
+    message: str
+
+    def format(self, root: Path | None = None) -> str:
+        path = self.path
+        if root is not None:
+            try:
+                path = path.relative_to(root)
+            except ValueError:
+                pass
+        return f"{path}:{self.line}: {self.severity}: {self.message}"
+
+
+def errors_in(problems: list[Problem]) -> list[Problem]:
+    return [p for p in problems if p.severity == "error"]
+
+
+class NewsletterError(Exception):
+    """Base class: a failure we expected and can explain to the user."""
+
+
+class ConfigError(NewsletterError):
+    """A setting is missing or invalid."""
+
+
+class ContentError(NewsletterError):
+    """Issue sources failed validation."""
+
+    def __init__(self, message: str, problems: list[Problem] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or []
+
+
+class IssueNotFound(ContentError):
+    """No issue folder by that name."""
+
+
+class RenderError(NewsletterError):
+    """A template failed; the message names the template and line."""

@@ -1,0 +1,98 @@
+"""Shared fixtures: a temporary newsletter folder and the CLI runner."""
+
+from __future__ import annotations
+
+import shutil
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from newsletter.cli import app
+
+REPO = Path(__file__).resolve().parents[1]
+
+GOOD_SUMMARY = """\
+---
+title: "Therapist Empathy and Outcome"
+citation: "Smith, A., & Jones, B. (2021). Empathy and outcome. Psychotherapy, 58(1), 1–10."
+doi: "10.1037/pst0000001"
+topics:
+  - Empathy
+  - therapist factors
+---
+Smith and colleagues studied *empathy* in 120 therapists.
+
+## Practice Implications
+
+Be empathic.
+"""
+
+
+@dataclass
+class Result:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
+class Newsletter:
+    """A newsletter folder under tmp_path, with helpers to write issues."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def write(self, relpath: str, text: str | bytes) -> Path:
+        path = self.root / relpath
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(text, bytes):
+            path.write_bytes(text)
+        else:
+            path.write_text(textwrap.dedent(text), encoding="utf-8")
+        return path
+
+    def issue(self, issue_id: str = "2030-01", *, meta: str | None = None, summaries: dict[str, str] | None = None) -> Path:
+        self.write(f"issues/{issue_id}/issue.md", meta if meta is not None else (
+            '---\nsubject: "Empathy and burnout"\nintro: "Two studies on therapists."\nstatus: ready\n---\n'))
+        if summaries is None:
+            summaries = {"01-empathy.md": GOOD_SUMMARY,
+                         "02-burnout.md": GOOD_SUMMARY.replace("Therapist Empathy and Outcome", "Burnout")}
+        for name, text in summaries.items():
+            self.write(f"issues/{issue_id}/{name}", text)
+        return self.root / "issues" / issue_id
+
+    def cli(self, *args: str, env: dict[str, str] | None = None) -> Result:
+        runner = CliRunner()
+        result = runner.invoke(app, ["--root", str(self.root), *args], env=env, catch_exceptions=False)
+        return Result(result.exit_code, result.stdout, result.stderr)
+
+
+@pytest.fixture
+def newsletter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Newsletter:
+    """An empty newsletter folder with the shipped taxonomy and templates."""
+    for key in list(__import__("os").environ):
+        if key.startswith(("NEWSLETTER_", "SENDGRID_")):
+            monkeypatch.delenv(key)
+    root = tmp_path / "nl"
+    (root / "issues").mkdir(parents=True)
+    shutil.copy(REPO / "issues" / "topics.yaml", root / "issues" / "topics.yaml")
+    if (REPO / "templates").is_dir():
+        shutil.copytree(REPO / "templates", root / "templates")
+    (root / "subscribers").mkdir()
+    return Newsletter(root)
+
+
+@pytest.fixture
+def samples(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Newsletter:
+    """A copy of the shipped newsletter folder (sample issues and subscribers)."""
+    for key in list(__import__("os").environ):
+        if key.startswith(("NEWSLETTER_", "SENDGRID_")):
+            monkeypatch.delenv(key)
+    root = tmp_path / "samples"
+    root.mkdir()
+    for name in ("issues", "templates", "subscribers"):
+        if (REPO / name).is_dir():
+            shutil.copytree(REPO / name, root / name)
+    return Newsletter(root)
