@@ -3,7 +3,8 @@
 Loading (``content``) catches what makes an issue unusable; these checks
 catch what makes it worse: a summary count outside the usual two or three,
 a "X and colleagues" that does not match the citation, a citation without a
-year, an article readers cannot find.
+year, an article readers cannot find, a link that goes nowhere from an inbox,
+an email so large Gmail clips it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from pathlib import Path
 
 from newsletter.content import Issue, Summary, read_issue
 from newsletter.errors import Problem
+from newsletter.render import GMAIL_CLIP_BYTES, SIZE_WARNING_BYTES, Renderer, preview, size_of
+from newsletter.render.markdown import relative_links
 from newsletter.taxonomy import Taxonomy
 
 COLLEAGUES = re.compile(r"\b([A-Z][\w’'-]+)\s+and\s+colleagues\b")
@@ -54,6 +57,34 @@ def check_summary(summary: Summary) -> list[Problem]:
     return problems
 
 
+def check_links(path: Path, text: str, start_line: int) -> list[Problem]:
+    """Warn about Markdown links that are not absolute: in an email they lead nowhere."""
+    problems = []
+    for url in relative_links(text):
+        at = text.find(f"]({url}")
+        line = start_line + (text.count("\n", 0, at) if at >= 0 else 0)
+        problems.append(Problem(path, line, "warning",
+                                f"link {url!r} is not an absolute http(s) or mailto URL: the email shows its text without a link"))
+    return problems
+
+
+def check_sizes(issue: Issue, renderer: Renderer) -> list[Problem]:
+    """Error if the full issue's HTML is over Gmail's 102 KB clipping limit; warn over 80 KB.
+
+    The full issue is the largest variant: every other one leaves summaries out.
+    """
+    html, _ = preview(renderer.render(issue), renderer.settings.base_url)
+    size = size_of(html)
+    where = issue.path / "issue.md"
+    kb = f"{size / 1024:.1f} KB"
+    if size > GMAIL_CLIP_BYTES:
+        return [Problem(where, 1, "error", f"the full issue is {kb} of HTML: Gmail clips email over 102 KB, "
+                                          "hiding the rest and the unsubscribe link; shorten or split the issue")]
+    if size > SIZE_WARNING_BYTES:
+        return [Problem(where, 1, "warning", f"the full issue is {kb} of HTML, close to Gmail's 102 KB clipping limit")]
+    return []
+
+
 def check_issue(issue: Issue) -> list[Problem]:
     """Editorial warnings for a loaded issue."""
     problems: list[Problem] = []
@@ -63,6 +94,13 @@ def check_issue(issue: Issue) -> list[Problem]:
                                 f"{count} summaries: an issue usually has two or three"))
     for summary in issue.summaries:
         problems += check_summary(summary)
+        problems += check_links(summary.path, summary.body, summary.body_line)
+        problems += check_links(summary.path, summary.implications, summary.implications_line)
+    if issue.note:
+        meta = issue.path / "issue.md"
+        source = meta.read_text(encoding="utf-8", errors="replace") if meta.is_file() else ""
+        at = source.find(issue.note)  # the Issue keeps no line for its note
+        problems += check_links(meta, issue.note, source.count("\n", 0, at) + 1 if at >= 0 else 1)
     return problems
 
 

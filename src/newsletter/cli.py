@@ -14,11 +14,14 @@ from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from newsletter import __version__
-from newsletter.checks import check_folder
+from newsletter.build import build_issue, variant_count
+from newsletter.checks import check_folder, check_sizes
 from newsletter.errors import ConfigError, ContentError, NewsletterError, Problem, errors_in
+from newsletter.render import GMAIL_CLIP_BYTES, Renderer
 from newsletter.settings import load_settings
 from newsletter.workspace import Workspace
 
@@ -117,8 +120,13 @@ def check(
     ws = _ws(ctx)
     ids = [issue] if issue else ws.issue_ids()
     problems: list[Problem] = []
+    renderer: Renderer | None = None
     for issue_id in ids:
-        problems += check_folder(ws.folder(issue_id), ws.taxonomy)
+        found = check_folder(ws.folder(issue_id), ws.taxonomy)
+        if not errors_in(found):  # only an issue that loads can be rendered and measured
+            renderer = renderer or Renderer(ws.settings)
+            found += check_sizes(ws.load(issue_id), renderer)
+        problems += found
     print_problems(problems, ws.root)
     errors = len(errors_in(problems))
     warnings = len(problems) - errors
@@ -126,6 +134,37 @@ def check(
     verdict = "FAILED" if errors else "ok"
     typer.echo(f"{what} checked: {_plural(errors, 'error')}, {_plural(warnings, 'warning')} — {verdict}")
     raise typer.Exit(1 if errors else 0)
+
+
+@app.command()
+@fail_cleanly
+def build(
+    ctx: typer.Context,
+    issue: Annotated[str, typer.Argument(help="Issue folder name, e.g. 2021-07.")],
+    out: Annotated[Optional[Path], typer.Option("--out", help="Folder to write (replaced as a whole). Default: build/ISSUE in the newsletter folder.", show_default=False)] = None,
+) -> None:
+    """Render the issue and every selection of its summaries to HTML and text files, with sizes."""
+    ws = _ws(ctx)
+    problems = check_folder(ws.folder(issue), ws.taxonomy)
+    if errors_in(problems):
+        raise ContentError(f"issue {issue} has errors; nothing was built", errors_in(problems))
+    loaded = ws.load(issue)
+    renderer = Renderer(ws.settings)
+    target = out if out is not None else ws.root / "build" / issue
+    total = variant_count(loaded)
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  console=console, transient=True, disable=total < 2 or not console.is_terminal) as bar:
+        task = bar.add_task(f"rendering {issue}", total=total)
+        built = build_issue(loaded, renderer, target, progress=lambda _: bar.advance(task))
+    limit = GMAIL_CLIP_BYTES / 1024
+    table = Table("file", "size", f"of Gmail's {limit:.0f} KB", "", title=f"{issue}: {_plural(total, 'variant')} in {target}")
+    for item in built:
+        share = f"{item.size / GMAIL_CLIP_BYTES:.0%}" if item.is_html else ""
+        table.add_row(item.path.name, f"{item.size / 1024:.1f} KB", share, item.verdict)
+    console.print(table)
+    typer.echo(f"open {target / 'index.html'}")
+    if any(item.verdict == "clipped" for item in built):
+        typer.echo(f"warning: some variants are over {limit:.0f} KB: Gmail will clip them", err=True)
 
 
 @app.command()
@@ -163,3 +202,8 @@ def list_issues(ctx: typer.Context) -> None:
 def main() -> None:
     """Entry point of the ``newsletter`` console script."""
     app()
+
+
+# Commands about readers and delivery live in their own module; importing it
+# registers them on ``app``.
+from newsletter import cli_sending  # noqa: E402,F401

@@ -4,7 +4,10 @@
     ├── ConfigError            a setting is missing or invalid; never retried
     ├── ContentError           issue sources fail validation; carries Problems
     │   └── IssueNotFound      no such issue folder
-    └── RenderError            a template failed to render or compile
+    ├── RenderError            a template failed to render or compile
+    └── DeliveryError          a batch was not delivered
+        ├── BatchFailed        the provider refused it, or never got it
+        └── BatchInDoubt       it was handed over and no answer came
 
 Library errors are translated into these inside the module that calls the
 library; only ``cli`` turns them into messages and exit codes.
@@ -64,3 +67,19 @@ class IssueNotFound(ContentError):
 
 class RenderError(NewsletterError):
     """A template failed; the message names the template and line."""
+
+
+class DeliveryError(NewsletterError):
+    """A batch did not go out as asked; ``reason`` is safe to show and store."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class BatchFailed(DeliveryError):
+    """The provider refused the batch or never received it: safe to retry later."""
+
+
+class BatchInDoubt(DeliveryError):
+    """The batch may have been delivered: never resend without being asked."""

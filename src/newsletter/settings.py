@@ -76,6 +76,44 @@ class Settings(BaseSettings):
     def subscribers_dir(self) -> Path:
         return self.root / "subscribers"
 
+    @property
+    def ledger_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.root / 'state' / 'newsletter.db').resolve()}"
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.root / self.outbox if self.outbox else self.root / "outbox"
+
+
+SAMPLE_FROM = "PPRNet Research Digest <digest@newsletter.example.org>"
+SAMPLE_SECRET = "sample-secret-do-not-use-for-real-sends"
+SAMPLE_UNSUBSCRIBE_MAILTO = "unsubscribe@newsletter.example.org"
+REQUIRED_FOR_REAL_SEND = ("from_address", "postal_address", "secret")
+
+
+def unset_for_sending(settings: Settings) -> list[str]:
+    """Names of the settings a real send needs that are not set."""
+    unset = []
+    for field in REQUIRED_FOR_REAL_SEND:
+        value = getattr(settings, field)
+        if not (value.get_secret_value() if isinstance(value, SecretStr) else value):
+            unset.append(_env_name(field))
+    return unset
+
+
+def with_sample_defaults(settings: Settings) -> tuple[Settings, list[str]]:
+    """Fill the sender and secret with samples (outbox only); say which were filled."""
+    filled: dict[str, Any] = {}
+    if not settings.from_address:
+        filled["from_address"] = SAMPLE_FROM
+    if not settings.secret.get_secret_value():
+        filled["secret"] = SecretStr(SAMPLE_SECRET)
+    if not settings.unsubscribe_mailto:
+        filled["unsubscribe_mailto"] = SAMPLE_UNSUBSCRIBE_MAILTO
+    return settings.model_copy(update=filled), [_env_name(f) for f in filled]
+
 
 def _env_name(field: str) -> str:
     info = Settings.model_fields.get(field)

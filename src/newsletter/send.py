@@ -1,0 +1,191 @@
+"""Sending an issue: audience → claim → hand over → record, batch by batch.
+
+The ledger makes it safe to run again at any time: readers already sent are
+left alone, a batch whose fate is unknown is reported as in doubt and only
+resent when asked, and two runs at once split the readers between them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+from newsletter.backends.base import Backend, Envelope, Recipient
+from newsletter.content import Issue
+from newsletter.errors import BatchFailed, BatchInDoubt
+from newsletter.ledger import FAILED, IN_DOUBT, SENDING, SENT, Ledger
+from newsletter.links import Links
+from newsletter.personalise import Audience
+from newsletter.render import Renderer, Variant
+from newsletter.subscribers import Subscriber
+
+TEST_PREFIX = "[TEST] "
+
+
+@dataclass
+class SendReport:
+    """What a run did; ``failed`` and ``in_doubt`` map address → reason."""
+
+    issue_id: str
+    sent: int = 0
+    already_sent: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+    in_doubt: dict[str, str] = field(default_factory=dict)
+    elsewhere: int = 0  # being sent by another run right now
+    variants: dict[str, int] = field(default_factory=dict)
+    dry_run: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+@dataclass
+class Sender:
+    """Everything a send needs, built once per run."""
+
+    issue: Issue
+    backend: Backend
+    renderer: Renderer
+    links: Links
+    sender: str
+    reply_to: str | None = None
+    _variants: dict[tuple[str, ...], Variant] = field(default_factory=dict)
+
+    def variant(self, selection: tuple[str, ...]) -> Variant:
+        if selection not in self._variants:
+            self._variants[selection] = self.renderer.render(self.issue, list(selection))
+        return self._variants[selection]
+
+    def recipient(self, reader: Subscriber) -> Recipient:
+        token = self.links.token(reader.email)
+        return Recipient(reader.email, reader.name, token, self.links.unsubscribe(token),
+                         self.links.preferences(token), self.links.unsubscribe_mailto(token))
+
+    def envelope(self, variant: Variant, batch_id: str, test: bool = False) -> Envelope:
+        subject = (TEST_PREFIX if test else "") + self.issue.subject
+        return Envelope(self.issue.id, variant, subject, self.sender, self.reply_to, batch_id, test)
+
+
+def _chunks(items: Sequence[Subscriber], size: int) -> Iterable[Sequence[Subscriber]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def send_issue(
+    sender: Sender,
+    audience: Audience,
+    ledger: Ledger,
+    *,
+    dry_run: bool = False,
+    resend_in_doubt: bool = False,
+    progress: Callable[[int], None] = lambda n: None,
+) -> SendReport:
+    """Send ``audience`` the issue through the backend, recording every outcome."""
+    issue, backend = sender.issue, sender.backend
+    report = SendReport(issue.id, skipped=audience.skipped_by_reason(), dry_run=dry_run)
+    readers = {r.key: r for group in audience.groups.values() for r in group}
+    run_id = None if dry_run else ledger.start_run(issue.id)
+    try:
+        if run_id is not None:
+            _settle_in_doubt(sender, ledger, readers)
+            ledger.record_skipped(issue.id, ((r.key, reason) for r, reason in audience.skipped))
+        statuses = ledger.statuses(issue.id)
+        open_ = {None, "skipped", FAILED} | ({IN_DOUBT} if resend_in_doubt else set())
+        for selection, group in audience.groups.items():
+            pending = []
+            for reader in group:
+                status = statuses.get(reader.key)
+                if status in open_:
+                    pending.append(reader)
+                elif status == SENT:
+                    report.already_sent += 1
+                elif status == SENDING:
+                    report.elsewhere += 1
+                else:
+                    report.in_doubt[reader.email] = "in doubt from an earlier run; resend with --resend-in-doubt"
+            progress(len(group) - len(pending))
+            if not pending:
+                continue
+            variant = sender.variant(selection)
+            report.variants[variant.key] = len(pending)
+            for chunk in _chunks(pending, backend.batch_size):
+                _send_batch(sender, ledger, chunk, variant, report, run_id, resend_in_doubt)
+                progress(len(chunk))
+    finally:
+        if run_id is not None:
+            ledger.finish_run(run_id)
+    return report
+
+
+def _send_batch(sender: Sender, ledger: Ledger, chunk: Sequence[Subscriber], variant: Variant,
+                report: SendReport, run_id: str | None, resend_in_doubt: bool) -> None:
+    issue_id, backend = sender.issue.id, sender.backend
+    batch_id = uuid.uuid4().hex
+    if run_id is None:  # dry run: build the payload, hand nothing over, write nothing
+        backend.build(sender.envelope(variant, batch_id), [sender.recipient(r) for r in chunk])
+        report.sent += len(chunk)
+        return
+    claimed = set(ledger.claim(issue_id, [r.key for r in chunk], run_id=run_id, batch_id=batch_id,
+                               variant=variant.key, resend_in_doubt=resend_in_doubt))
+    report.elsewhere += len(chunk) - len(claimed)
+    mine = [r for r in chunk if r.key in claimed]
+    if not mine:
+        return
+    envelope = sender.envelope(variant, batch_id)
+    try:
+        payload = backend.build(envelope, [sender.recipient(r) for r in mine])
+    except BaseException:
+        ledger.release(batch_id)  # nothing was handed over
+        raise
+    try:
+        outcome = backend.post(envelope, payload)
+    except BatchFailed as err:
+        ledger.record_batch(issue_id, batch_id, FAILED, reason=err.reason)
+        report.failed.update({r.email: err.reason for r in mine})
+        return
+    except BatchInDoubt as err:
+        ledger.record_batch(issue_id, batch_id, IN_DOUBT, reason=err.reason)
+        report.in_doubt.update({r.email: err.reason for r in mine})
+        return
+    except Exception as err:
+        reason = f"unexpected {type(err).__name__} while handing over"
+        ledger.record_batch(issue_id, batch_id, IN_DOUBT, reason=reason)
+        raise
+    if outcome.failed:
+        ledger.record(issue_id, batch_id, failed=outcome.failed)
+        by_key = {r.key: r.email for r in mine}
+        report.failed.update({by_key[k]: why for k, why in outcome.failed.items()})
+    ledger.record_batch(issue_id, batch_id, SENT, message_id=outcome.message_id)
+    report.sent += len(mine) - len(outcome.failed)
+    ledger.heartbeat(run_id)
+
+
+def _settle_in_doubt(sender: Sender, ledger: Ledger, readers: dict[str, Subscriber]) -> None:
+    """Turn dead runs' claims into in-doubt rows, and settle those the backend can tell about."""
+    issue_id = sender.issue.id
+    ledger.settle_orphans(issue_id)
+    doubtful = [r.email for r in ledger.rows(issue_id, [IN_DOUBT])]
+    recipients = [sender.recipient(readers[e]) for e in doubtful if e in readers]
+    arrived = sender.backend.delivered(issue_id, recipients) if recipients else None
+    if arrived is None:
+        return
+    ledger.resolve(issue_id, arrived, SENT)
+    ledger.resolve(issue_id, [r.key for r in recipients if r.key not in arrived], FAILED)
+
+
+def send_tests(sender: Sender, addresses: Sequence[str], selections: Iterable[tuple[str, ...]]) -> list[str]:
+    """Send every variant once to each test address; no ledger. Returns variant keys sent."""
+    recipients = [Recipient(a, "", sender.links.token(a), sender.links.unsubscribe(sender.links.token(a)),
+                            sender.links.preferences(sender.links.token(a)), None) for a in addresses]
+    keys = []
+    for selection in selections:
+        variant = sender.variant(selection)
+        envelope = sender.envelope(variant, uuid.uuid4().hex[:8], test=True)
+        outcome = sender.backend.send(envelope, recipients)
+        if outcome.failed:
+            raise BatchFailed("; ".join(f"{k}: {v}" for k, v in outcome.failed.items()))
+        keys.append(variant.key)
+    return keys

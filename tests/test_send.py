@@ -1,0 +1,236 @@
+"""`newsletter send` with the outbox backend: content, the ledger's guarantees, faults."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from newsletter.ledger import Ledger
+
+from conftest import Newsletter
+
+HEADER = "email,name,topics,status\n"
+
+
+def outbox(root: Path, issue: str = "2021-07") -> list[Path]:
+    folder = root / "outbox" / issue
+    return sorted(folder.glob("*.eml")) if folder.is_dir() else []
+
+
+def parse(path: Path) -> email.message.EmailMessage:
+    return email.message_from_bytes(path.read_bytes(), policy=email.policy.default)  # type: ignore[return-value]
+
+
+def by_recipient(root: Path, issue: str = "2021-07") -> dict[str, list[email.message.EmailMessage]]:
+    found: dict[str, list[email.message.EmailMessage]] = {}
+    for path in outbox(root, issue):
+        msg = parse(path)
+        found.setdefault(msg["To"].addresses[0].addr_spec.lower(), []).append(msg)
+    return found
+
+
+def test_send_writes_one_wellformed_message_per_active_matching_reader(samples: Newsletter) -> None:
+    result = samples.cli("send", "2021-07", "--yes")
+    assert result.exit_code == 0, result.stderr
+    assert "warning: NEWSLETTER_FROM, NEWSLETTER_SECRET, NEWSLETTER_UNSUBSCRIBE_MAILTO not set" in result.stderr
+    received = by_recipient(samples.root)
+    # gus (Placebo only) matches nothing in July; ivan unsubscribed; jo bounced
+    assert "gus.novak@example.org" not in received
+    assert "ivan.petrov@example.org" not in received and "jo.mensah@example.org" not in received
+    assert all(len(msgs) == 1 for msgs in received.values())
+    assert "ana.silva@example.org" in received and "dev.patel@example.org" in received
+    msg = received["lea.rossi@example.org"][0]
+    raw = next(p for p in outbox(samples.root) if parse(p)["To"].addresses[0].username == "lea.rossi").read_bytes()
+    unsubscribe_line = next(line for line in raw.split(b"\r\n") if line.startswith(b"List-Unsubscribe:"))
+    assert b"=?" not in unsubscribe_line  # not mangled into RFC 2047 encoded words
+    assert msg.get_content_type() == "multipart/alternative"
+    parts = list(msg.iter_parts())
+    assert [p.get_content_type() for p in parts] == ["text/plain", "text/html"]
+    assert all(p.get_content_charset() == "utf-8" for p in parts)
+    assert str(msg["To"]) == "Léa Rossi <lea.rossi@example.org>"
+    assert msg["From"] and msg["Subject"] and msg["Date"] and msg["Message-ID"].startswith("<2021-07.")
+    unsubscribe = str(msg["List-Unsubscribe"])
+    assert unsubscribe.startswith("<https://") and "<mailto:unsubscribe@newsletter.example.org?subject=" in unsubscribe
+    assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert "lea" not in unsubscribe.lower()  # only an opaque token names the reader
+    text = parts[0].get_content()
+    assert "Léa Rossi" in text
+
+
+def test_second_send_sends_nothing_and_says_so(samples: Newsletter) -> None:
+    assert samples.cli("send", "2021-07", "--yes").exit_code == 0
+    before = outbox(samples.root)
+    again = samples.cli("send", "2021-07", "--yes")
+    assert again.exit_code == 0
+    assert "nothing to send: 2021-07 has gone to every reader" in again.stdout
+    assert outbox(samples.root) == before
+
+
+def test_reader_added_later_gets_it_on_next_send(samples: Newsletter) -> None:
+    samples.cli("send", "2021-07", "--yes")
+    count = len(outbox(samples.root))
+    with open(samples.root / "subscribers" / "sample.csv", "a", encoding="utf-8") as handle:
+        handle.write("new.reader@example.org,New Reader,all,active\n")
+    result = samples.cli("send", "2021-07", "--yes")
+    assert result.exit_code == 0
+    assert len(outbox(samples.root)) == count + 1
+    assert "new.reader@example.org" in by_recipient(samples.root)
+
+
+def test_names_are_escaped_in_html_and_raw_in_text(samples: Newsletter) -> None:
+    samples.write("subscribers/sample.csv", HEADER + "bob@example.org,Bob <b>,all,\nco@example.org,Chloé & Co,all,\n")
+    assert samples.cli("send", "2021-07", "--yes").exit_code == 0
+    received = by_recipient(samples.root)
+    for address, raw, escaped in (("bob@example.org", "Bob <b>", "Bob &lt;b&gt;"),
+                                  ("co@example.org", "Chloé & Co", "Chloé &amp; Co")):
+        text, html = (p.get_content() for p in received[address][0].iter_parts())
+        assert raw in text and escaped in html and raw not in html
+
+
+def test_draft_and_invalid_issues_are_refused(samples: Newsletter) -> None:
+    draft = samples.cli("send", "2021-03", "--yes")
+    assert draft.exit_code == 1
+    assert "fails `newsletter check`" in draft.stderr or "is a draft" in draft.stderr
+    assert outbox(samples.root, "2021-03") == []
+
+
+def test_dry_run_hands_nothing_over_and_writes_no_ledger(samples: Newsletter) -> None:
+    result = samples.cli("send", "2021-07", "--dry-run")
+    assert result.exit_code == 0
+    assert "would send now" in result.stdout
+    assert outbox(samples.root) == []
+    assert Ledger(f"sqlite:///{samples.root / 'state' / 'newsletter.db'}").counts("2021-07") == {}
+
+
+def test_test_send_marks_subject_and_leaves_ledger_alone(samples: Newsletter) -> None:
+    result = samples.cli("send", "2021-07", "--test", "me@example.org", "--test", "you@example.org")
+    assert result.exit_code == 0, result.stderr
+    tests = sorted((samples.root / "outbox" / "2021-07" / "test").glob("*.eml"))
+    assert len(tests) == 3 * 2  # every variant of a 2-summary issue, to both addresses
+    assert all(str(parse(p)["Subject"]).startswith("[TEST] ") for p in tests)
+    assert outbox(samples.root) == []
+    assert Ledger(f"sqlite:///{samples.root / 'state' / 'newsletter.db'}").counts("2021-07") == {}
+
+
+def test_strict_refuses_bad_rows_before_sending(samples: Newsletter) -> None:
+    samples.write("subscribers/bad.csv", HEADER + "not-an-address,X,all,\n")
+    strict = samples.cli("send", "2021-07", "--yes", "--strict")
+    assert strict.exit_code == 1 and "subscribers/bad.csv:2: error: invalid address" in strict.stderr
+    assert outbox(samples.root) == []
+    lenient = samples.cli("send", "2021-07", "--yes")
+    assert lenient.exit_code == 0 and "subscribers/bad.csv:2: error: invalid address" in lenient.stdout
+
+
+def many_readers(newsletter: Newsletter, n: int) -> None:
+    topics = ["all", "anxiety", "Therapist Factors", "depression;outcomes", "training", "feedback;trauma"]
+    rows = [f"reader{i}@example.org,Reader {i},{topics[i % len(topics)]},\n" for i in range(n)]
+    newsletter.write("subscribers/sample.csv", HEADER + "".join(rows))
+
+
+def cli_process(newsletter: Newsletter, *args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "NEWSLETTER_ROOT": str(newsletter.root)}
+    return subprocess.Popen([sys.executable, "-m", "newsletter", *args], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def expected_readers(n: int) -> int:
+    # "training" matches no July summary: those readers are skipped
+    return n - n // 6 - (1 if n % 6 > 4 else 0)
+
+
+def test_sigkill_at_any_moment_then_rerun_sends_everyone_exactly_once(samples: Newsletter) -> None:
+    n = 3000
+    many_readers(samples, n)
+    rng = random.Random(7)
+    for _ in range(4):
+        proc = cli_process(samples, "send", "2021-07", "--yes")
+        time.sleep(rng.uniform(0.3, 2.5))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    final = cli_process(samples, "send", "2021-07", "--yes")
+    out, err = final.communicate(timeout=300)
+    assert final.returncode == 0, err
+    received = by_recipient(samples.root)
+    assert len(received) == expected_readers(n)
+    assert all(len(msgs) == 1 for msgs in received.values())
+    counts = Ledger(f"sqlite:///{samples.root / 'state' / 'newsletter.db'}").counts("2021-07")
+    assert counts.get("sent") == expected_readers(n) and "failed" not in counts and "in_doubt" not in counts
+
+
+def test_two_sends_at_once_never_send_anyone_twice(samples: Newsletter) -> None:
+    n = 3000
+    many_readers(samples, n)
+    procs = [cli_process(samples, "send", "2021-07", "--yes") for _ in range(2)]
+    outputs = [proc.communicate(timeout=300) for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0], outputs
+    received = by_recipient(samples.root)
+    assert len(received) == expected_readers(n)
+    assert all(len(msgs) == 1 for msgs in received.values())
+    assert not any("already in the outbox" in out for out, _ in outputs)
+
+
+KILLER = r'''
+import os, signal, sys
+from newsletter.backends.null import NullBackend
+from newsletter.ledger import Ledger
+from newsletter.links import Links
+from newsletter.personalise import plan_audience
+from newsletter.render import Renderer
+from newsletter.send import Sender, send_issue
+from newsletter.settings import load_settings, with_sample_defaults
+from newsletter.subscribers import read_subscribers
+from newsletter.workspace import Workspace
+
+
+class DiesInFlight(NullBackend):
+    """Hands over two batches, then the process dies before the third answer."""
+    batch_size = 10
+    posts = 0
+
+    def post(self, envelope, payload):
+        type(self).posts += 1
+        if type(self).posts == 3 and sys.argv[1] == "die":
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super().post(envelope, payload)
+
+
+settings, _ = with_sample_defaults(load_settings())
+ws = Workspace(settings)
+issue = ws.load("2030-01")
+audience = plan_audience(issue, read_subscribers(settings.subscribers_dir, ws.taxonomy).subscribers)
+sender = Sender(issue, DiesInFlight(), Renderer(settings), Links(settings), settings.from_address)
+report = send_issue(sender, audience, Ledger(settings.ledger_url), resend_in_doubt=sys.argv[2] == "resend")
+print(report.sent, len(report.in_doubt))
+'''
+
+
+def test_batch_killed_in_flight_is_in_doubt_and_resent_only_when_asked(newsletter: Newsletter) -> None:
+    newsletter.issue()
+    newsletter.write("subscribers/r.csv", HEADER + "".join(f"r{i}@example.org,R{i},all,\n" for i in range(45)))
+    script = newsletter.write("killer.py", KILLER)
+    env = {**os.environ, "NEWSLETTER_ROOT": str(newsletter.root)}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, str(script), *args], env=env, capture_output=True, text=True)
+
+    died = run("die", "no")
+    assert died.returncode == -signal.SIGKILL
+    ledger = Ledger(f"sqlite:///{newsletter.root / 'state' / 'newsletter.db'}")
+    assert ledger.counts("2030-01") == {"sent": 20, "sending": 10}
+    again = run("live", "no")
+    assert again.stdout.split() == ["15", "10"]  # the rest sent; the in-flight batch reported, not resent
+    assert ledger.counts("2030-01") == {"sent": 35, "in_doubt": 10}
+    status = newsletter.cli("status", "2030-01")
+    assert status.stdout.count("in_doubt: r") == 10
+    resent = run("live", "resend")
+    assert resent.stdout.split() == ["10", "0"]
+    assert ledger.counts("2030-01") == {"sent": 45}

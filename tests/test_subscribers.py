@@ -1,0 +1,119 @@
+"""Subscriber files: validation with file:line, and the personalisation rule."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from email_validator import validate_email
+from hypothesis import given
+from hypothesis import strategies as st
+
+from newsletter.content import load_issue
+from newsletter.personalise import NO_MATCH, plan_audience
+from newsletter.subscribers import normalize_email, read_subscribers
+from newsletter.taxonomy import load_taxonomy
+
+from conftest import GOOD_SUMMARY, REPO, Newsletter
+
+TAXONOMY = load_taxonomy(REPO / "issues" / "topics.yaml")
+HEADER = "email,name,topics,status\n"
+
+
+def check(newsletter: Newsletter, **files: str) -> list[str]:
+    for name, text in files.items():
+        newsletter.write(f"subscribers/{name}.csv", text)
+    found = read_subscribers(newsletter.root / "subscribers", TAXONOMY)
+    return [p.format(newsletter.root) for p in found.problems]
+
+
+def test_sample_subscribers_are_clean() -> None:
+    found = read_subscribers(REPO / "subscribers", TAXONOMY)
+    assert found.problems == []
+    assert len(found.subscribers) >= 10
+    assert {s.status for s in found.subscribers} == {"active", "unsubscribed", "bounced"}
+    assert any(s.topics is None for s in found.subscribers)
+
+
+def test_every_row_problem_is_reported_with_line(newsletter: Newsletter) -> None:
+    lines = check(newsletter, a=HEADER + (
+        "ok@example.org,Ok,empathy,\n"
+        "not-an-address,X,empathy,\n"
+        "t@example.org,T,Empaty,\n"
+        "e@example.org,E,,\n"
+        "OK@Example.org,Dup,all,\n"
+        "s@example.org,S,all,paused\n"
+        "w@example.org,W,empathy;zzqx,active\n"
+        "short@example.org,Short\n"
+    ), b=HEADER + "ok@EXAMPLE.ORG,Again,all,\n")
+    assert lines == [
+        "subscribers/a.csv:3: error: invalid address 'not-an-address': An email address must have an @-sign.",
+        "subscribers/a.csv:4: error: unknown topic 'Empaty'; did you mean 'Empathy'?",
+        "subscribers/a.csv:5: error: empty topics: list topics separated by ';' or write 'all'",
+        "subscribers/a.csv:6: error: duplicate address OK@example.org: already on line 2; row skipped",
+        "subscribers/a.csv:7: error: unknown status 'paused'; expected one of active, unsubscribed, bounced",
+        "subscribers/a.csv:8: warning: ignored unknown topic 'zzqx' (see `newsletter topics`)",
+        "subscribers/a.csv:9: error: malformed CSV: 2 fields, header has 4; row skipped",
+        "subscribers/b.csv:2: error: duplicate address ok@example.org: already on subscribers/a.csv:2; row skipped",
+    ]
+
+
+def test_bom_and_missing_columns(newsletter: Newsletter) -> None:
+    assert check(newsletter, a="\ufeff" + HEADER + "a@example.org,A,all,\n") == []
+    assert check(newsletter, b="mail,name\nx@example.org,X\n") == [
+        "subscribers/b.csv:1: error: malformed CSV: header lacks column(s) email, topics; expected email,name,topics[,status]"]
+
+
+def test_cli_subscribers_check_and_list(samples: Newsletter) -> None:
+    result = samples.cli("subscribers", "check")
+    assert result.exit_code == 0
+    assert result.stdout == "12 subscribers (10 active): 0 errors, 0 warnings\n"
+    listed = samples.cli("subscribers", "list", "--topic", "empathy", env={"COLUMNS": "200"})
+    assert listed.exit_code == 0
+    assert "chloe.martin@example.org" in listed.stdout and "ben.okafor@example.org" not in listed.stdout
+    assert "ana.silva@example.org" in listed.stdout  # 'all' readers get every topic
+
+
+@given(st.from_regex(r"[a-z0-9]{1,10}(\.[a-z0-9_+-]{1,8}){0,2}@[a-z0-9]{1,10}(-[a-z0-9]{1,5})?\.[a-z]{2,6}", fullmatch=True))
+def test_fast_path_agrees_with_email_validator(address: str) -> None:
+    try:
+        expected = validate_email(address, check_deliverability=False).normalized
+    except Exception:
+        try:
+            normalize_email(address)
+        except ValueError:
+            return
+        raise AssertionError(f"{address} accepted by the fast path, refused by email-validator")
+    assert normalize_email(address) == expected
+
+
+def test_personalisation_rule(newsletter: Newsletter) -> None:
+    folder = newsletter.issue(summaries={
+        "01-empathy.md": GOOD_SUMMARY,  # Empathy, Therapist Factors
+        "02-trauma.md": GOOD_SUMMARY.replace("Therapist Empathy and Outcome", "Trauma").replace(
+            "  - Empathy\n  - therapist factors\n", "  - Trauma and/or PTSD\n"),
+        "03-both.md": GOOD_SUMMARY.replace("Therapist Empathy and Outcome", "Both").replace(
+            "  - Empathy\n", "  - PTSD\n"),
+    })
+    issue = load_issue(folder, TAXONOMY)
+    newsletter.write("subscribers/r.csv", HEADER + (
+        "all@example.org,All,all,\n"
+        "emp@example.org,Emp,empathy,\n"
+        "tra@example.org,Tra,ptsd,\n"
+        "none@example.org,None,Placebo Effect,\n"
+        "gone@example.org,Gone,all,unsubscribed\n"
+        "bad@example.org,Bad,all,bounced\n"
+        "emp2@example.org,Emp2,EMPATHY;Therapist Factors,\n"
+    ))
+    readers = read_subscribers(newsletter.root / "subscribers", TAXONOMY).subscribers
+    audience = plan_audience(issue, readers)
+    groups = {sel: [r.email for r in rs] for sel, rs in audience.groups.items()}
+    assert groups == {
+        ("empathy", "trauma", "both"): ["all@example.org"],
+        ("empathy", "both"): ["emp2@example.org"],
+        ("trauma", "both"): ["tra@example.org"],
+        ("empathy",): ["emp@example.org"],
+    }
+    assert [(r.email, why) for r, why in audience.skipped] == [
+        ("none@example.org", NO_MATCH), ("gone@example.org", "unsubscribed"), ("bad@example.org", "bounced")]
+    unmatched = plan_audience(issue, readers, send_unmatched=True)
+    assert "none@example.org" in [r.email for r in unmatched.groups[("empathy", "trauma", "both")]]
