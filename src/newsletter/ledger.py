@@ -183,10 +183,12 @@ class Ledger:
         claimable = [SKIPPED, FAILED] + ([IN_DOUBT] if resend_in_doubt else [])
         now = _now()
         with self.engine.begin() as conn:
+            # Constants go in the statement so each row binds one value: this
+            # runs for every reader of a send.
+            conn.execute(self._insert().values(issue_id=issue_id, status=SENDING, variant=variant, batch_id=batch_id,
+                                               run_id=run_id, updated_at=func.now()).on_conflict_do_nothing(),
+                         [{"email": e} for e in emails])
             for chunk in _chunks(emails):
-                conn.execute(self._insert().values([
-                    dict(issue_id=issue_id, email=e, status=SENDING, variant=variant, batch_id=batch_id,
-                         run_id=run_id, updated_at=now) for e in chunk]).on_conflict_do_nothing())
                 conn.execute(update(deliveries)
                              .where(deliveries.c.issue_id == issue_id, deliveries.c.email.in_(chunk),
                                     deliveries.c.status.in_(claimable))
@@ -222,14 +224,14 @@ class Ledger:
     def record_skipped(self, issue_id: str, skipped: Iterable[tuple[str, str]]) -> None:
         """Note why readers were not sent the issue, unless they already have a row."""
         now = _now()
-        rows = [dict(issue_id=issue_id, email=e, status=SKIPPED, reason=r, updated_at=now) for e, r in skipped]
+        rows = [{"email": e, "reason": r} for e, r in skipped]
+        if not rows:
+            return
+        stmt = self._insert().values(issue_id=issue_id, status=SKIPPED, updated_at=func.now())
         with self.engine.begin() as conn:
-            for start in range(0, len(rows), 500):
-                chunk = rows[start : start + 500]
-                stmt = self._insert().values(chunk)
-                conn.execute(stmt.on_conflict_do_update(
-                    index_elements=["issue_id", "email"], set_=dict(reason=stmt.excluded.reason, updated_at=now),
-                    where=deliveries.c.status == SKIPPED))
+            conn.execute(stmt.on_conflict_do_update(
+                index_elements=["issue_id", "email"], set_=dict(reason=stmt.excluded.reason, updated_at=now),
+                where=deliveries.c.status == SKIPPED), rows)
 
     def resolve(self, issue_id: str, emails: Iterable[str], status: str) -> None:
         """Settle in-doubt rows whose outcome the backend can tell after all."""

@@ -42,7 +42,7 @@ class OutboxBackend(Backend):
             msg = build_message(envelope, recipient, now)
             name = (f"{envelope.variant.key.replace('+', '-')}-{envelope.batch_id}-{recipient.token}.eml"
                     if envelope.test else f"{recipient.token}.eml")
-            payload.append((recipient.key, name, msg.as_bytes()))
+            payload.append((recipient.key, name, msg))
         return payload
 
     def post(self, envelope: Envelope, payload: Payload) -> Outcome:
