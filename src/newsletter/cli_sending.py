@@ -9,16 +9,11 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from newsletter.backends import select_backend
-from newsletter.checks import check_folder
 from newsletter.cli import _plural, _ws, app, console, fail_cleanly, print_problems
-from newsletter.errors import ConfigError, ContentError, errors_in
+from newsletter.errors import ConfigError, errors_in
 from newsletter.ledger import FAILED, IN_DOUBT, SENDING, SENT, SKIPPED, Ledger
-from newsletter.links import Links
-from newsletter.personalise import Audience, plan_audience
-from newsletter.render import Renderer
-from newsletter.send import Sender, SendReport, send_issue, send_tests
-from newsletter.settings import unset_for_sending, with_sample_defaults
+from newsletter.personalise import Audience
+from newsletter.send import SendReport, plan, prepare, send_issue, send_tests
 from newsletter.subscribers import read_subscribers
 from newsletter.workspace import Workspace
 
@@ -67,22 +62,11 @@ def subscribers_list(
     console.print(counts)
 
 
-def _audience(ws: Workspace, issue_id: str, strict: bool = False) -> tuple[Audience, list]:
-    issue = ws.load(issue_id)
-    found = read_subscribers(ws.settings.subscribers_dir, ws.taxonomy)
-    if strict and errors_in(found.problems):
-        raise ContentError("subscriber files have errors (--strict): nothing was sent", found.problems)
-    return plan_audience(issue, found.subscribers, send_unmatched=ws.settings.send_unmatched), found.problems
-
-
 def _print_audience(ws: Workspace, audience: Audience, problems: list) -> None:
-    renderer_keys = {s.slug: f"{i:02d}" for i, s in enumerate(audience.issue.summaries, 1)}
     table = Table("variant", "summaries", "readers", title=f"audience of {audience.issue.id}: "
                   f"{_plural(audience.recipients, 'reader')} in {_plural(len(audience.groups), 'variant')}")
-    full = len(audience.issue.summaries)
     for selection, readers in audience.groups.items():
-        key = "all" if len(selection) == full else "+".join(renderer_keys[s] for s in selection)
-        table.add_row(key, ", ".join(selection), str(len(readers)))
+        table.add_row(audience.key(selection), ", ".join(selection), str(len(readers)))
     console.print(table)
     for reason, count in audience.skipped_by_reason().items():
         typer.echo(f"skipped: {count} ({reason})")
@@ -96,8 +80,8 @@ def _print_audience(ws: Workspace, audience: Audience, problems: list) -> None:
 def audience(ctx: typer.Context, issue: Annotated[str, typer.Argument(help="Issue, e.g. 2021-07.")]) -> None:
     """Show the variants of an issue, how many readers get each, who is skipped and why."""
     ws = _ws(ctx)
-    plan, problems = _audience(ws, issue)
-    _print_audience(ws, plan, problems)
+    audience_, problems = plan(ws, ws.load(issue))
+    _print_audience(ws, audience_, problems)
 
 
 def _open_ledger(ws: Workspace) -> Ledger:
@@ -117,37 +101,26 @@ def send(
 ) -> None:
     """Send an issue to every reader who has not had it yet."""
     ws = _ws(ctx)
-    settings = ws.settings
-    problems = check_folder(ws.folder(issue), ws.taxonomy)
-    if errors_in(problems):
-        raise ContentError(f"issue {issue} fails `newsletter check`; nothing was sent", errors_in(problems))
-    loaded = ws.load(issue)
-    if loaded.status != "ready" and not test:
-        raise ContentError(f"issue {issue} is a draft: set `status: ready` in issues/{issue}/issue.md to send it")
-    backend = select_backend(settings)
-    if backend.name == "outbox":
-        settings, filled = with_sample_defaults(settings)
-        if filled:
-            typer.echo(f"warning: {', '.join(filled)} not set: using sample values (fine for the outbox, refused for a real send)", err=True)
-    elif unset := unset_for_sending(settings):
-        raise ConfigError(f"a real send needs {', '.join(unset)}; set them in the environment or {settings.root}/.env")
-    sender = Sender(loaded, backend, Renderer(settings), Links(settings), settings.from_address, settings.reply_to or None)
+    sender, warnings = prepare(ws, issue, test=bool(test))
+    for warning in warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    backend = sender.backend
     if test:
         from newsletter.render import selections
 
-        keys = send_tests(sender, test, selections(loaded))
+        keys = send_tests(sender, test, selections(sender.issue))
         typer.echo(f"test: sent {_plural(len(keys), 'variant')} ({', '.join(keys)}) to {', '.join(test)} via {backend.describe()}")
         return
-    plan, sub_problems = _audience(ws, issue, strict)
-    _print_audience(ws, plan, sub_problems)
+    audience_, sub_problems = plan(ws, sender.issue, strict=strict)
+    _print_audience(ws, audience_, sub_problems)
     typer.echo(f"backend: {backend.describe()}{' (dry run: nothing is handed over)' if dry_run else ''}")
     if not yes and not dry_run and sys.stdin.isatty() and not typer.confirm(f"Send {issue} now?"):
         raise typer.Abort()
     ledger = _open_ledger(ws)
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=console, transient=False, disable=not console.is_terminal) as bar:
-        task = bar.add_task(f"sending {issue}", total=plan.recipients)
-        report = send_issue(sender, plan, ledger, dry_run=dry_run, resend_in_doubt=resend_in_doubt,
+        task = bar.add_task(f"sending {issue}", total=audience_.recipients)
+        report = send_issue(sender, audience_, ledger, dry_run=dry_run, resend_in_doubt=resend_in_doubt,
                             progress=lambda n: bar.advance(task, n))
     _print_report(report)
     raise typer.Exit(0 if report.ok else 1)

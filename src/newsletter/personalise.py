@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from newsletter.content import Issue
+from newsletter.render.variant import variant_key
 from newsletter.subscribers import Subscriber
 
 NO_MATCH = "no summary matches their topics"
@@ -28,6 +29,11 @@ class Audience:
     @property
     def recipients(self) -> int:
         return sum(len(readers) for readers in self.groups.values())
+
+    def key(self, selection: Selection) -> str:
+        """The variant name of a selection, as ``build`` and the ledger call it."""
+        positions = [i for i, s in enumerate(self.issue.summaries, 1) if s.slug in selection]
+        return variant_key(positions, len(self.issue.summaries))
 
     def skipped_by_reason(self) -> dict[str, int]:
         counts: dict[str, int] = {}

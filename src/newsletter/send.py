@@ -11,14 +11,18 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
+from newsletter.backends import select_backend
 from newsletter.backends.base import Backend, Envelope, Recipient
+from newsletter.checks import check_folder
 from newsletter.content import Issue
-from newsletter.errors import BatchFailed, BatchInDoubt
+from newsletter.errors import BatchFailed, BatchInDoubt, ConfigError, ContentError, Problem, errors_in
 from newsletter.ledger import FAILED, IN_DOUBT, SENDING, SENT, Ledger
 from newsletter.links import Links
-from newsletter.personalise import Audience
+from newsletter.personalise import Audience, plan_audience
 from newsletter.render import Renderer, Variant
-from newsletter.subscribers import Subscriber
+from newsletter.settings import unset_for_sending, with_sample_defaults
+from newsletter.subscribers import Subscriber, read_subscribers
+from newsletter.workspace import Workspace
 
 TEST_PREFIX = "[TEST] "
 
@@ -67,6 +71,39 @@ class Sender:
     def envelope(self, variant: Variant, batch_id: str, test: bool = False) -> Envelope:
         subject = (TEST_PREFIX if test else "") + self.issue.subject
         return Envelope(self.issue.id, variant, subject, self.sender, self.reply_to, batch_id, test)
+
+
+def prepare(ws: Workspace, issue_id: str, *, test: bool = False) -> tuple[Sender, list[str]]:
+    """Check the issue and the sending settings; the Sender, and warnings to show.
+
+    Refuses an issue that fails ``check``, a draft (unless for a test send),
+    and a real send without sender, postal address and secret.
+    """
+    settings = ws.settings
+    problems = check_folder(ws.folder(issue_id), ws.taxonomy)
+    if errors_in(problems):
+        raise ContentError(f"issue {issue_id} fails `newsletter check`; nothing was sent", errors_in(problems))
+    issue = ws.load(issue_id)
+    if issue.status != "ready" and not test:
+        raise ContentError(f"issue {issue_id} is a draft: set `status: ready` in issues/{issue_id}/issue.md to send it")
+    backend = select_backend(settings)
+    warnings = []
+    if backend.name == "outbox":
+        settings, filled = with_sample_defaults(settings)
+        if filled:
+            warnings.append(f"{', '.join(filled)} not set: using sample values (fine for the outbox, refused for a real send)")
+    elif unset := unset_for_sending(settings):
+        raise ConfigError(f"a real send needs {', '.join(unset)}; set them in the environment or {settings.root}/.env")
+    sender = Sender(issue, backend, Renderer(settings), Links(settings), settings.from_address, settings.reply_to or None)
+    return sender, warnings
+
+
+def plan(ws: Workspace, issue: Issue, *, strict: bool = False) -> tuple[Audience, list[Problem]]:
+    """Who gets which variant of ``issue``; problems with the subscriber files."""
+    found = read_subscribers(ws.settings.subscribers_dir, ws.taxonomy)
+    if strict and errors_in(found.problems):
+        raise ContentError("subscriber files have errors (--strict): nothing was sent", found.problems)
+    return plan_audience(issue, found.subscribers, send_unmatched=ws.settings.send_unmatched), found.problems
 
 
 def _chunks(items: Sequence[Subscriber], size: int) -> Iterable[Sequence[Subscriber]]:

@@ -92,7 +92,8 @@ class SubscriberList:
         return [s for s in self.subscribers if s.status == "active"]
 
 
-def read_file(path: Path, taxonomy: Taxonomy, seen: dict[str, Subscriber]) -> tuple[list[Subscriber], list[Problem]]:
+def read_file(path: Path, taxonomy: Taxonomy, seen: dict[str, Subscriber],
+              topic_cache: dict[str, tuple[frozenset[str] | None, list[str]]]) -> tuple[list[Subscriber], list[Problem]]:
     text, problem = read_text(path)
     if problem is not None:
         return [], [problem]
@@ -123,7 +124,7 @@ def read_file(path: Path, taxonomy: Taxonomy, seen: dict[str, Subscriber]) -> tu
             problems.append(Problem(path, start, "error", f"malformed CSV: {err}; row skipped"))
             break
         line = start
-        if not any(cell.strip() for cell in row):
+        if not "".join(row).strip():
             continue
         if len(row) != len(columns):
             problems.append(Problem(path, line, "error", f"malformed CSV: {len(row)} fields, header has {len(columns)}; row skipped"))
@@ -138,7 +139,11 @@ def read_file(path: Path, taxonomy: Taxonomy, seen: dict[str, Subscriber]) -> tu
         if status not in STATUSES:
             problems.append(Problem(path, line, "error", f"unknown status {cell['status']!r}; expected one of {', '.join(STATUSES)}"))
             continue
-        topics, unknown = parse_topics(cell["topics"], taxonomy)
+        # Readers repeat the same few topic lists; parse each list once.
+        parsed = topic_cache.get(cell["topics"])
+        if parsed is None:
+            parsed = topic_cache[cell["topics"]] = parse_topics(cell["topics"], taxonomy)
+        topics, unknown = parsed
         for label in unknown:
             if topics:  # the row still has topics to go by
                 problems.append(Problem(path, line, "warning", "ignored " + taxonomy.unknown_message(label)))
@@ -163,10 +168,11 @@ def read_file(path: Path, taxonomy: Taxonomy, seen: dict[str, Subscriber]) -> tu
 def read_subscribers(folder: Path, taxonomy: Taxonomy) -> SubscriberList:
     """Read every ``*.csv`` in ``folder`` (sorted by name)."""
     seen: dict[str, Subscriber] = {}
+    topic_cache: dict[str, tuple[frozenset[str] | None, list[str]]] = {}
     subscribers: list[Subscriber] = []
     problems: list[Problem] = []
     for path in sorted(folder.glob("*.csv")) if folder.is_dir() else []:
-        found, file_problems = read_file(path, taxonomy, seen)
+        found, file_problems = read_file(path, taxonomy, seen, topic_cache)
         subscribers += found
         problems += file_problems
     return SubscriberList(subscribers, problems)
