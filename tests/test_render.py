@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import time
-from pathlib import Path
 
 import pytest
 from lxml import html as lxml_html
@@ -29,7 +28,7 @@ PREFS = "https://nl.example.org/preferences/?t=abc"
 RICH_SUMMARY = GOOD_SUMMARY.replace("Therapist Empathy and Outcome", TITLE).replace(
     "Smith and colleagues studied *empathy* in 120 therapists.\n",
     "Smith and colleagues studied *empathy* in **120** therapists (see [the trial](https://example.org/trial)).\n\n"
-    "- first finding\n- second finding\n\n<script>alert('x')</script>\n")
+    "- first finding\n- second finding\n\n<script>alert('x')</script>\n\n# Method\n\nA trial.\n")
 
 
 # --- helpers ------------------------------------------------------------------
@@ -69,7 +68,8 @@ def rich(newsletter: Newsletter) -> Newsletter:
     """A synthetic three-summary issue with Markdown, a tricky title and a note."""
     newsletter.issue(
         meta='---\nsubject: "Alliance & Outcome"\nintro: "Two studies on *therapists* & their clients."\n'
-             'status: ready\n---\nA note from the editor with a [link](https://example.org/note).\n',
+             'status: ready\n---\nA note from the editor with a [link](https://example.org/note).\n\n'
+             '### On the menu\n\nThree studies.\n',
         summaries={
             "01-alliance.md": RICH_SUMMARY,
             "02-burnout.md": GOOD_SUMMARY.replace("Therapist Empathy and Outcome", "Burnout in Trainees")
@@ -130,7 +130,7 @@ def test_variant_has_only_its_summaries_and_lists_the_rest_under_also_this_month
     assert variant.key == "01+03" and variant.slugs == ("alliance", "dropout")
     page, text = filled(variant)
     doc = parse(page)
-    assert [h.text_content() for h in doc.iter("h2")] == [TITLE, "Predicting Drop-Out", "Also this month"]
+    assert [h.text_content() for h in doc.iter("h2")] == ["On the menu", TITLE, "Predicting Drop-Out", "Also this month"]
     visible = text_of(doc)
     assert "Ask about attendance early." in visible and "Rest more, burn out less." not in visible
     also = [a for a in doc.iter("a") if a.text_content() == "Burnout in Trainees"]
@@ -195,7 +195,7 @@ def test_urls_are_escaped_in_html_attributes_and_raw_in_text(rich: Newsletter) -
     variant, _ = render(rich)
     page, text = filled(variant)
     assert 'href="https://nl.example.org/unsubscribe/?t=abc&amp;x=1"' in page
-    assert f"Unsubscribe: {UNSUB}" in text
+    assert f"Unsubscribe:\n{UNSUB}\n" in text
 
 
 def test_placeholder_tokens_typed_by_an_author_are_not_filled(newsletter: Newsletter) -> None:
@@ -322,16 +322,20 @@ def test_sample_variants_are_well_under_gmail_clipping(samples: Newsletter) -> N
 
 
 def test_text_part_is_wrapped_and_complete(samples: Newsletter) -> None:
-    variant, issue = render(samples, "2021-07")
-    text = filled(variant)[1]
-    for line in text.splitlines():
-        assert len(line) <= 78 or " " not in line.strip(), line  # only an unbreakable URL may run long
-    for summary in issue.summaries:
-        assert summary.doi_url and summary.doi_url in text.splitlines()
-        assert " ".join(summary.citation.split()[:3]).replace("*", "") in " ".join(text.split()).replace("*", "")
-    assert "Dear Ada," in text and "<" not in text.replace("<script>", "")
-    assert f"Unsubscribe: {UNSUB}" in text and f"Change your topics: {PREFS}" in text
-    assert "View in your browser: https://newsletter.example.org/2021-07/" in text
+    for slugs in (None, ["therapist-burnout"]):
+        variant, issue = render(samples, "2021-07", slugs)
+        text = preview(variant, "https://newsletter.example.org")[1]  # links as long as real ones
+        for line in text.splitlines():
+            assert len(line) <= 78 or re.fullmatch(r"\s*https?://\S+", line), line  # only a URL may run long
+        for summary in issue.summaries:
+            if slugs is None or summary.slug in slugs:
+                assert summary.doi_url and summary.doi_url in text.splitlines()
+                assert " ".join(summary.citation.split()[:3]) in " ".join(text.split())
+        assert "Dear reader," in text and "<" not in text
+        links = "https://newsletter.example.org/{}/?t=preview-not-a-real-tok"
+        assert f"Unsubscribe:\n{links.format('unsubscribe')}\n" in text
+        assert f"Change your topics:\n{links.format('preferences')}\n" in text
+        assert "View in your browser:\nhttps://newsletter.example.org/2021-07/\n" in text
 
 
 # --- placeholders ------------------------------------------------------------------
@@ -355,7 +359,7 @@ def test_with_tags_puts_provider_tags_in_unescaped(rich: Newsletter) -> None:
     page, text = variant.with_tags({"name": "-name-", "unsubscribe_url": "<%asm_group_unsubscribe_raw_url%>",
                                     "preferences_url": "<%asm_preferences_raw_url%>"})
     assert 'href="<%asm_group_unsubscribe_raw_url%>"' in page and "Dear -name-," in page
-    assert "Unsubscribe: <%asm_group_unsubscribe_raw_url%>" in text and "__nl_" not in page + text
+    assert "Unsubscribe:\n<%asm_group_unsubscribe_raw_url%>" in text and "__nl_" not in page + text
     with pytest.raises(ValueError, match="missing"):
         variant.with_tags({"name": "-name-"})
 

@@ -13,7 +13,8 @@ from newsletter.cli import _plural, _ws, app, console, fail_cleanly, print_probl
 from newsletter.errors import ConfigError, errors_in
 from newsletter.ledger import FAILED, IN_DOUBT, SENDING, SENT, SKIPPED, Ledger
 from newsletter.personalise import Audience
-from newsletter.send import SendReport, plan, prepare, send_issue, send_tests
+from newsletter.backends import select_backend
+from newsletter.send import SendReport, plan, prepare, send_issue, send_tests, sync_suppressions
 from newsletter.subscribers import read_subscribers
 from newsletter.workspace import Workspace
 
@@ -80,7 +81,7 @@ def _print_audience(ws: Workspace, audience: Audience, problems: list) -> None:
 def audience(ctx: typer.Context, issue: Annotated[str, typer.Argument(help="Issue, e.g. 2021-07.")]) -> None:
     """Show the variants of an issue, how many readers get each, who is skipped and why."""
     ws = _ws(ctx)
-    audience_, problems = plan(ws, ws.load(issue))
+    audience_, problems = plan(ws, ws.load(issue), suppressed=_open_ledger(ws).suppressed())
     _print_audience(ws, audience_, problems)
 
 
@@ -111,12 +112,16 @@ def send(
         keys = send_tests(sender, test, selections(sender.issue))
         typer.echo(f"test: sent {_plural(len(keys), 'variant')} ({', '.join(keys)}) to {', '.join(test)} via {backend.describe()}")
         return
-    audience_, sub_problems = plan(ws, sender.issue, strict=strict)
+    ledger = _open_ledger(ws)
+    if not dry_run:  # a dry run uses the last synced copy: no network
+        synced = sync_suppressions(backend, ledger)
+        if synced is not None:
+            typer.echo(f"suppressions: {synced} addresses on {backend.name}'s lists")
+    audience_, sub_problems = plan(ws, sender.issue, strict=strict, suppressed=ledger.suppressed())
     _print_audience(ws, audience_, sub_problems)
     typer.echo(f"backend: {backend.describe()}{' (dry run: nothing is handed over)' if dry_run else ''}")
     if not yes and not dry_run and sys.stdin.isatty() and not typer.confirm(f"Send {issue} now?"):
         raise typer.Abort()
-    ledger = _open_ledger(ws)
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=console, transient=False, disable=not console.is_terminal) as bar:
         task = bar.add_task(f"sending {issue}", total=audience_.recipients)
@@ -159,3 +164,20 @@ def status(ctx: typer.Context, issue: Annotated[str, typer.Argument(help="Issue,
     console.print(table)
     for row in ledger.rows(issue, [FAILED, IN_DOUBT]):
         typer.echo(f"{row.status}: {row.email}: {row.reason or ''}")
+
+
+suppressions_app = typer.Typer(help="The provider's suppression lists (unsubscribes, bounces, blocks...).", no_args_is_help=True)
+app.add_typer(suppressions_app, name="suppressions")
+
+
+@suppressions_app.command("sync")
+@fail_cleanly
+def suppressions_sync(ctx: typer.Context) -> None:
+    """Fetch the provider's suppression lists into the local database (audience and --dry-run use them)."""
+    ws = _ws(ctx)
+    backend = select_backend(ws.settings)
+    count = sync_suppressions(backend, _open_ledger(ws))
+    if count is None:
+        typer.echo(f"{backend.describe()} keeps no suppression lists: nothing to sync")
+        return
+    typer.echo(f"synced {count} suppressed address{'' if count == 1 else 'es'} from {backend.describe()}")

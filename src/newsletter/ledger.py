@@ -63,6 +63,14 @@ runs = Table(
 )
 
 
+suppressions = Table(
+    "suppressions", metadata,
+    Column("email", String(320), primary_key=True),
+    Column("reason", Text, nullable=False),
+    Column("synced_at", DateTime(timezone=True), nullable=False),
+)
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -241,6 +249,24 @@ class Ledger:
                                                       deliveries.c.status == IN_DOUBT)
                              .values(status=status, reason=None if status == SENT else "never reached the provider",
                                      updated_at=_now()))
+
+    # -- suppressions (the provider's do-not-send lists, copied locally) -------
+
+    def replace_suppressions(self, found: dict[str, str]) -> None:
+        """Make the local copy exactly ``found`` (address → reason), in one transaction."""
+        now = _now()
+        with self.engine.begin() as conn:
+            conn.execute(suppressions.delete())
+            if found:
+                conn.execute(insert(suppressions), [{"email": e, "reason": r, "synced_at": now} for e, r in found.items()])
+
+    def suppressed(self) -> dict[str, str]:
+        with self.engine.connect() as conn:
+            return dict(conn.execute(select(suppressions.c.email, suppressions.c.reason)).all())
+
+    def suppressions_synced_at(self) -> datetime | None:
+        with self.engine.connect() as conn:
+            return conn.execute(select(func.max(suppressions.c.synced_at))).scalar()
 
     # -- reports ----------------------------------------------------------------
 

@@ -8,7 +8,7 @@ resent when asked, and two runs at once split the readers between them.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from newsletter.backends import select_backend
@@ -98,12 +98,26 @@ def prepare(ws: Workspace, issue_id: str, *, test: bool = False) -> tuple[Sender
     return sender, warnings
 
 
-def plan(ws: Workspace, issue: Issue, *, strict: bool = False) -> tuple[Audience, list[Problem]]:
-    """Who gets which variant of ``issue``; problems with the subscriber files."""
+def plan(ws: Workspace, issue: Issue, *, strict: bool = False,
+         suppressed: Mapping[str, str] | None = None) -> tuple[Audience, list[Problem]]:
+    """Who gets which variant of ``issue``; problems with the subscriber files.
+
+    ``suppressed`` is the provider's do-not-send list (see ``sync_suppressions``).
+    """
     found = read_subscribers(ws.settings.subscribers_dir, ws.taxonomy)
     if strict and errors_in(found.problems):
         raise ContentError("subscriber files have errors (--strict): nothing was sent", found.problems)
-    return plan_audience(issue, found.subscribers, send_unmatched=ws.settings.send_unmatched), found.problems
+    audience = plan_audience(issue, found.subscribers, send_unmatched=ws.settings.send_unmatched, suppressed=suppressed)
+    return audience, found.problems
+
+
+def sync_suppressions(backend: Backend, ledger: Ledger) -> int | None:
+    """Copy the provider's suppression lists into the ledger; how many (None: it keeps none)."""
+    found = backend.suppressions()
+    if found is None:
+        return None
+    ledger.replace_suppressions(found)
+    return len(found)
 
 
 def _chunks(items: Sequence[Subscriber], size: int) -> Iterable[Sequence[Subscriber]]:

@@ -43,6 +43,14 @@ class Settings(BaseSettings):
     database_url: str = ""
     outbox: str = ""
     send_unmatched: bool = False
+    track_opens: bool = False
+    track_clicks: bool = False
+    sendgrid_api_key: SecretStr = Field(default=SecretStr(""), alias="SENDGRID_API_KEY")
+    sendgrid_api_host: str = Field(default="https://api.sendgrid.com", alias="SENDGRID_API_HOST")
+    sendgrid_asm_group_id: int | None = Field(default=None, alias="SENDGRID_ASM_GROUP_ID")
+    sendgrid_timeout: float = Field(default=30.0, gt=0, alias="SENDGRID_TIMEOUT")
+    sendgrid_max_attempts: int = Field(default=5, ge=1, le=20, alias="SENDGRID_MAX_ATTEMPTS")
+    sendgrid_backoff: float = Field(default=1.0, ge=0, alias="SENDGRID_BACKOFF")
 
     @field_validator("timezone")
     @classmethod
@@ -53,7 +61,12 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} is not an IANA time zone name such as Europe/London")
         return value
 
-    @field_validator("base_url")
+    @field_validator("sendgrid_asm_group_id", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @field_validator("base_url", "sendgrid_api_host")
     @classmethod
     def _absolute_url(cls, value: str) -> str:
         if not re.match(r"^https?://[^/\s]+", value):
@@ -90,7 +103,7 @@ class Settings(BaseSettings):
 SAMPLE_FROM = "PPRNet Research Digest <digest@newsletter.example.org>"
 SAMPLE_SECRET = "sample-secret-do-not-use-for-real-sends"
 SAMPLE_UNSUBSCRIBE_MAILTO = "unsubscribe@newsletter.example.org"
-REQUIRED_FOR_REAL_SEND = ("from_address", "postal_address", "secret")
+REQUIRED_FOR_REAL_SEND = ("from_address", "postal_address", "secret", "sendgrid_asm_group_id")
 
 
 def unset_for_sending(settings: Settings) -> list[str]:
@@ -98,7 +111,7 @@ def unset_for_sending(settings: Settings) -> list[str]:
     unset = []
     for field in REQUIRED_FOR_REAL_SEND:
         value = getattr(settings, field)
-        if not (value.get_secret_value() if isinstance(value, SecretStr) else value):
+        if not (value.get_secret_value() if isinstance(value, SecretStr) else value is not None and value != ""):
             unset.append(_env_name(field))
     return unset
 
@@ -116,6 +129,8 @@ def with_sample_defaults(settings: Settings) -> tuple[Settings, list[str]]:
 
 
 def _env_name(field: str) -> str:
+    if any(info.alias == field for info in Settings.model_fields.values()):
+        return field  # pydantic reports aliased fields by their alias
     info = Settings.model_fields.get(field)
     if info is not None and info.alias:
         return info.alias

@@ -13,7 +13,14 @@ __all__ = ["Backend", "Envelope", "Outcome", "Recipient", "select_backend"]
 
 
 def select_backend(settings: "Settings") -> Backend:
-    """The outbox unless a provider is configured."""
+    """SendGrid when ``SENDGRID_API_KEY`` is set, else the outbox."""
     from newsletter.backends.outbox import OutboxBackend
+    from newsletter.backends.sendgrid import SendGridBackend
 
-    return OutboxBackend(settings.outbox_dir)
+    key = settings.sendgrid_api_key.get_secret_value()
+    if not key:
+        return OutboxBackend(settings.outbox_dir)
+    return SendGridBackend(key, host=settings.sendgrid_api_host, asm_group_id=settings.sendgrid_asm_group_id or 0,
+                           track_opens=settings.track_opens, track_clicks=settings.track_clicks,
+                           timeout=settings.sendgrid_timeout, max_attempts=settings.sendgrid_max_attempts,
+                           backoff=settings.sendgrid_backoff)

@@ -75,5 +75,9 @@ class Backend(ABC):
         """Of in-doubt recipients, the addresses that did arrive; None if this backend cannot tell."""
         return None
 
+    def suppressions(self) -> dict[str, str] | None:
+        """Addresses the provider will not deliver to (lower case) → why; None if it keeps no such lists."""
+        return None
+
     def describe(self) -> str:
         return self.name

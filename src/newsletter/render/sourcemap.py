@@ -8,7 +8,8 @@ inside a ``{% %}`` or ``{{ }}`` tag, so no template can break), and the marks
 are stripped, with their positions kept, before the MJML is compiled. Text an
 expression prints belongs to the line of the mark before it: the line of the
 expression. Author text cannot forge a mark: autoescape turns its ``<`` into
-``&lt;``.
+``&lt;``. (A ``{% set x %}...{% endset %}`` block captures marks with its
+text; they are stripped with the rest, but do not compare such a value.)
 """
 
 from __future__ import annotations

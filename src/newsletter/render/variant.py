@@ -70,8 +70,8 @@ class Variant:
     key: str
     slugs: tuple[str, ...]
     subject: str
-    html: str
-    text: str
+    html: str = field(repr=False)
+    text: str = field(repr=False)
     # Split once here, so filling is a join per reader (microseconds), never a search.
     _html_parts: tuple[tuple[str, ...], tuple[str, ...]] = field(init=False, repr=False, compare=False)
     _text_parts: tuple[tuple[str, ...], tuple[str, ...]] = field(init=False, repr=False, compare=False)
@@ -96,21 +96,28 @@ class Variant:
         escaped = {token: html.escape(value, quote=True) for token, value in raw.items()}
         return _join(*self._html_parts, escaped), _join(*self._text_parts, raw)
 
-    def with_tags(self, mapping: Mapping[str, str]) -> tuple[str, str]:
+    def with_tags(self, mapping: Mapping[str, str], text_mapping: Mapping[str, str] | None = None) -> tuple[str, str]:
         """``(html, text)`` with each token swapped for a provider's own tag, unescaped.
 
         ``mapping`` has one entry per ``fill`` parameter (``name``,
         ``unsubscribe_url``, ``preferences_url``), e.g. SendGrid's
-        ``{"unsubscribe_url": "<%asm_group_unsubscribe_raw_url%>", ...}``.
-        A missing or unknown key is an error: a token left in a sent email is
-        a broken link.
+        ``{"unsubscribe_url": "<%asm_group_unsubscribe_raw_url%>", ...}``;
+        ``text_mapping``, if given, is used for the text part instead (a
+        provider substitutes one value per tag in both parts, so a value
+        escaped for HTML needs a tag of its own). A missing or unknown key is
+        an error: a token left in a sent email is a broken link.
         """
+        html_values = self._tag_values(mapping)
+        text_values = self._tag_values(text_mapping) if text_mapping is not None else html_values
+        return _join(*self._html_parts, html_values), _join(*self._text_parts, text_values)
+
+    @staticmethod
+    def _tag_values(mapping: Mapping[str, str]) -> dict[str, str]:
         missing = sorted(set(TOKENS) - set(mapping))
         unknown = sorted(set(mapping) - set(TOKENS))
         if missing or unknown:
             raise ValueError(f"with_tags needs exactly {sorted(TOKENS)}; missing {missing}, unknown {unknown}")
-        values = {TOKENS[key]: tag for key, tag in mapping.items()}
-        return _join(*self._html_parts, values), _join(*self._text_parts, values)
+        return {TOKENS[key]: tag for key, tag in mapping.items()}
 
 
 def variant_key(positions: list[int], total: int) -> str:
