@@ -1,7 +1,12 @@
 """Benchmark: send an issue to many synthetic readers, phase by phase.
 
-    .venv/bin/python bench/send.py                  # 100,000 readers, no-op backend; 10,000 through the outbox
-    .venv/bin/python bench/send.py --readers 20000 --outbox-readers 0
+    .venv/bin/python bench/send.py                  # 100,000 readers: no-op and SendGrid; 10,000 through the outbox
+    .venv/bin/python bench/send.py --readers 20000 --outbox-readers 0 --no-sendgrid
+
+SendGrid mode talks to the fake SendGrid of the tests (tests/fake_sendgrid.py),
+started in its own process on 127.0.0.1, and also measures (a) the floor:
+POSTing the same pre-built payloads and nothing else, and (b) the naive
+design: render and POST per reader, on a 2,000-reader sample, extrapolated.
 
 Each backend runs in a fresh process so its peak memory (max RSS) is its own.
 The no-op backend fills every reader's message, as a real one would, and
@@ -12,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import resource
 import shutil
@@ -44,7 +50,7 @@ def make_folder(root: Path, readers: int) -> None:
 
 
 def run_one(root: Path, backend_name: str) -> dict[str, object]:
-    """Run one send in this process, timing each phase."""
+    """Run one send in this process, timing each phase (SendGrid: env points at the fake)."""
     from newsletter.backends.null import NullBackend
     from newsletter.backends.outbox import OutboxBackend
     from newsletter.ledger import Ledger
@@ -68,7 +74,19 @@ def run_one(root: Path, backend_name: str) -> dict[str, object]:
     audience = plan_audience(issue, found.subscribers)
     phases["group"] = time.perf_counter() - t
 
-    backend = NullBackend() if backend_name == "null" else OutboxBackend(settings.outbox_dir)
+    from newsletter.backends import select_backend
+
+    backend = {"null": NullBackend, "outbox": lambda: OutboxBackend(settings.outbox_dir),
+               "sendgrid": lambda: select_backend(settings)}[backend_name]()
+    posted: list[tuple[object, object]] = []
+    if backend_name == "sendgrid":
+        original_post = backend.post
+
+        def keep(envelope: object, payload: object) -> object:
+            posted.append((envelope, payload))
+            return original_post(envelope, payload)  # type: ignore[arg-type]
+
+        backend.post = keep  # type: ignore[method-assign]
     renderer = Renderer(settings)
     ledger = Ledger(settings.ledger_url)
 
@@ -86,7 +104,7 @@ def run_one(root: Path, backend_name: str) -> dict[str, object]:
 
     for method in ("claim", "record_batch", "record", "record_skipped", "statuses", "settle_orphans",
                    "start_run", "finish_run", "heartbeat", "rows"):
-        timed(ledger, method, "ledger")
+        timed(ledger, method, f"ledger.{method}" if os.environ.get("BENCH_DETAIL") else "ledger")
     timed(renderer, "render", "render")
     timed(backend, "build", "send (build messages)")
     timed(backend, "post", "send (hand over)")
@@ -95,31 +113,84 @@ def run_one(root: Path, backend_name: str) -> dict[str, object]:
     report = send_issue(sender, audience, ledger)
     send_total = time.perf_counter() - t
     total = time.perf_counter() - start
-    return {
+    measured = dict(phases)  # the baselines below must not count as our phases
+    extra: dict[str, object] = {}
+    if backend_name == "sendgrid":
+        extra = sendgrid_baselines(backend, posted, sender, audience)
+    return {**extra,
         "backend": backend_name, "readers": len(found.subscribers), "sent": report.sent,
         "variants": len(report.variants), "skipped": sum(report.skipped.values()), "failed": len(report.failed),
-        "total_s": total, "send_loop_s": send_total, "phases": dict(phases),
+        "total_s": total, "send_loop_s": send_total, "phases": measured,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
+
+
+def sendgrid_baselines(backend, posted, sender, audience) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    """The floor (POST the same payloads) and the naive design (render + POST per reader)."""
+    client = backend._client.client
+    t = time.perf_counter()
+    for _, payload in posted:
+        client.mail.send.post(request_body=payload)
+    floor = time.perf_counter() - t
+    readers = [(selection, r) for selection, group in audience.groups.items() for r in group][:2000]
+    t = time.perf_counter()
+    for selection, reader in readers:
+        variant = sender.renderer.render(sender.issue, list(selection))  # what a per-reader design does
+        recipient = sender.recipient(reader)
+        html, text = variant.fill(reader.name, recipient.unsubscribe_url, recipient.preferences_url)
+        client.mail.send.post(request_body={
+            "personalizations": [{"to": [{"email": reader.email}]}], "from": {"email": "digest@example.org"},
+            "subject": sender.issue.subject, "asm": {"group_id": 1},
+            "content": [{"type": "text/plain", "value": text}, {"type": "text/html", "value": html}]})
+    naive = (time.perf_counter() - t) / len(readers)
+    return {"requests": len(posted), "floor_s": floor, "naive_per_reader_s": naive, "naive_sample": len(readers)}
+
+
+def start_fake() -> tuple[subprocess.Popen[str], int]:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, str(REPO / "tests" / "fake_sendgrid.py"), str(port)],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    return proc, port
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--readers", type=int, default=100_000)
     parser.add_argument("--outbox-readers", type=int, default=10_000)
+    parser.add_argument("--no-sendgrid", action="store_true", help="skip the SendGrid mode")
     parser.add_argument("--child", nargs=2, metavar=("ROOT", "BACKEND"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(run_one(Path(args.child[0]), args.child[1])))
         return
-    for backend, readers in (("null", args.readers), ("outbox", args.outbox_readers)):
+    modes = [("null", args.readers), ("outbox", args.outbox_readers)]
+    if not args.no_sendgrid:
+        modes.append(("sendgrid", args.readers))
+    for backend, readers in modes:
         if not readers:
             continue
-        with tempfile.TemporaryDirectory() as tmp:
-            root = Path(tmp) / "nl"
-            make_folder(root, readers)
-            out = subprocess.run([sys.executable, __file__, "--child", str(root), backend],
-                                 capture_output=True, text=True, check=True).stdout
+        env = dict(os.environ)
+        fake = None
+        if backend == "sendgrid":
+            fake, port = start_fake()
+            env.update(SENDGRID_API_KEY="SG.fake-key-for-tests.0123456789", SENDGRID_API_HOST=f"http://127.0.0.1:{port}",
+                       SENDGRID_ASM_GROUP_ID="1", NEWSLETTER_FROM="Digest <digest@example.org>",
+                       NEWSLETTER_POSTAL_ADDRESS="1 Research Way", NEWSLETTER_SECRET="bench")
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                root = Path(tmp) / "nl"
+                make_folder(root, readers)
+                out = subprocess.run([sys.executable, __file__, "--child", str(root), backend],
+                                     capture_output=True, text=True, check=True, env=env).stdout
+        finally:
+            if fake is not None:
+                fake.terminate()
+                fake.wait()
         result = json.loads(out)
         print(f"backend {backend}: {result['readers']:,} readers, {result['sent']:,} sent in "
               f"{result['variants']} variants, {result['skipped']:,} skipped, {result['failed']} failed")
@@ -127,6 +198,15 @@ def main() -> None:
               f"peak memory {result['peak_rss_mb']:.0f} MB")
         for phase, seconds in result["phases"].items():
             print(f"  {phase:<24} {seconds:7.3f} s")
+        if backend == "sendgrid":
+            naive_total = result["naive_per_reader_s"] * result["sent"]
+            print(f"  requests: {result['requests']} for {result['sent']:,} readers")
+            print(f"  floor (POST the same payloads only): {result['floor_s']:.2f} s -> ours is "
+                  f"{result['send_loop_s'] / result['floor_s']:.2f}x the floor (send loop), "
+                  f"{result['total_s'] / result['floor_s']:.2f}x (whole run)")
+            print(f"  naive (render + POST per reader, {result['naive_sample']:,}-reader sample): "
+                  f"{result['naive_per_reader_s'] * 1000:.1f} ms/reader -> {naive_total:,.0f} s extrapolated, "
+                  f"{naive_total / result['total_s']:,.0f}x slower than ours")
 
 
 if __name__ == "__main__":

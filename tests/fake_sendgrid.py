@@ -49,6 +49,8 @@ class FakeSendGrid:
     suppressions: dict[str, list[str]] = field(default_factory=dict)  # list name → emails
     group_suppressions: dict[int, list[str]] = field(default_factory=dict)
     slow_seconds: float = 3.0
+    record: bool = True  # keep every message; off for benchmarks, which only count
+    accepted: int = 0  # personalizations accepted
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -228,6 +230,10 @@ class FakeSendGrid:
         return errors
 
     def _accept(self, body: dict[str, Any], message_id: str) -> None:
+        with self.lock:
+            self.accepted += len(body["personalizations"])
+        if not self.record:
+            return
         content = {c["type"]: c["value"] for c in body["content"]}
         group = body.get("asm", {}).get("group_id")
         with self.lock:
@@ -256,3 +262,19 @@ class FakeSendGrid:
                     headers=headers, categories=list(body.get("categories", [])),
                     custom_args={**body.get("custom_args", {}), **p.get("custom_args", {})},
                     asm_group_id=group, tracking=body.get("tracking_settings", {}), message_id=message_id))
+
+
+def main() -> None:
+    """Run the fake on its own (for bench/send.py): ``python tests/fake_sendgrid.py PORT``."""
+    import sys
+
+    fake = FakeSendGrid(record=False)
+    fake.server.server_close()
+    fake.server = ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), fake.server.RequestHandlerClass)
+    fake.server.daemon_threads = True
+    print("ready", flush=True)
+    fake.server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from sqlalchemy import (Column, DateTime, Index, Integer, MetaData, String, Table, Text, UniqueConstraint,
                         create_engine, event, func, insert, select, update)
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from newsletter.errors import ConfigError
@@ -123,14 +123,16 @@ class Ledger:
         except SQLAlchemyError as err:
             raise ConfigError(f"cannot open the ledger database: {err.__class__.__name__}: {err.orig if hasattr(err, 'orig') else err}") from None
 
-    def _insert(self):  # type: ignore[no-untyped-def]
-        if self.engine.dialect.name == "sqlite":
-            from sqlalchemy.dialects.sqlite import insert as dialect_insert
-        elif self.engine.dialect.name == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as dialect_insert
-        else:
-            raise ConfigError(f"the ledger supports SQLite and PostgreSQL, not {self.engine.dialect.name}")
-        return dialect_insert(deliveries)
+    def _many(self, conn: Connection, sql: str, rows: list[tuple[object, ...]]) -> None:
+        """Run one statement for many rows straight through the driver.
+
+        These statements run once per reader of a send; SQLAlchemy's own
+        parameter processing costs ~20 µs a row, the driver's executemany ~1.
+        The SQL is the same in SQLite and PostgreSQL but for the placeholder.
+        """
+        if self.engine.dialect.paramstyle != "qmark":
+            sql = sql.replace("?", "%s")
+        conn.exec_driver_sql(sql, rows)  # type: ignore[arg-type]
 
     # -- runs -----------------------------------------------------------------
 
@@ -180,10 +182,14 @@ class Ledger:
     # -- claims and outcomes ----------------------------------------------------
 
     def statuses(self, issue_id: str) -> dict[str, str]:
-        """Address → status for every row of the issue."""
+        """Address → status for every reader of the issue not merely skipped.
+
+        A skipped reader may be sent the issue later (they changed their
+        topics), so to the send loop they are the same as no row at all.
+        """
         with self.engine.connect() as conn:
             return dict(conn.execute(select(deliveries.c.email, deliveries.c.status)
-                                     .where(deliveries.c.issue_id == issue_id)).all())
+                                     .where(deliveries.c.issue_id == issue_id, deliveries.c.status != SKIPPED)).all())
 
     def claim(self, issue_id: str, emails: Sequence[str], *, run_id: str, batch_id: str, variant: str,
               resend_in_doubt: bool = False) -> list[str]:
@@ -191,18 +197,23 @@ class Ledger:
         claimable = [SKIPPED, FAILED] + ([IN_DOUBT] if resend_in_doubt else [])
         now = _now()
         with self.engine.begin() as conn:
-            # Constants go in the statement so each row binds one value: this
-            # runs for every reader of a send.
-            conn.execute(self._insert().values(issue_id=issue_id, status=SENDING, variant=variant, batch_id=batch_id,
-                                               run_id=run_id, updated_at=func.now()).on_conflict_do_nothing(),
-                         [{"email": e} for e in emails])
-            for chunk in _chunks(emails):
+            self._many(conn, "INSERT INTO deliveries (issue_id, email, status, variant, batch_id, run_id, updated_at) "
+                             "VALUES (?, ?, 'sending', ?, ?, ?, CURRENT_TIMESTAMP) "
+                             "ON CONFLICT (issue_id, email) DO NOTHING",
+                       [(issue_id, e, variant, batch_id, run_id) for e in emails])
+            ours = set(conn.execute(select(deliveries.c.email).where(deliveries.c.batch_id == batch_id)).scalars())
+            # Readers with a row already (skipped, failed, in doubt) are taken
+            # by a conditional update; on a first send there are none.
+            rest = [e for e in emails if e not in ours]
+            for chunk in _chunks(rest):
                 conn.execute(update(deliveries)
                              .where(deliveries.c.issue_id == issue_id, deliveries.c.email.in_(chunk),
                                     deliveries.c.status.in_(claimable))
                              .values(status=SENDING, variant=variant, batch_id=batch_id, run_id=run_id,
                                      reason=None, updated_at=now))
-            return list(conn.execute(select(deliveries.c.email).where(deliveries.c.batch_id == batch_id)).scalars())
+            if rest:
+                ours = set(conn.execute(select(deliveries.c.email).where(deliveries.c.batch_id == batch_id)).scalars())
+            return [e for e in emails if e in ours]
 
     def release(self, batch_id: str) -> None:
         """Give back a claim that was never handed over (e.g. a refused configuration)."""
@@ -231,15 +242,14 @@ class Ledger:
 
     def record_skipped(self, issue_id: str, skipped: Iterable[tuple[str, str]]) -> None:
         """Note why readers were not sent the issue, unless they already have a row."""
-        now = _now()
-        rows = [{"email": e, "reason": r} for e, r in skipped]
+        rows = [(issue_id, e, r) for e, r in skipped]
         if not rows:
             return
-        stmt = self._insert().values(issue_id=issue_id, status=SKIPPED, updated_at=func.now())
         with self.engine.begin() as conn:
-            conn.execute(stmt.on_conflict_do_update(
-                index_elements=["issue_id", "email"], set_=dict(reason=stmt.excluded.reason, updated_at=now),
-                where=deliveries.c.status == SKIPPED), rows)
+            self._many(conn, "INSERT INTO deliveries (issue_id, email, status, reason, updated_at) "
+                             "VALUES (?, ?, 'skipped', ?, CURRENT_TIMESTAMP) "
+                             "ON CONFLICT (issue_id, email) DO UPDATE SET reason = excluded.reason, "
+                             "updated_at = excluded.updated_at WHERE deliveries.status = 'skipped'", rows)
 
     def resolve(self, issue_id: str, emails: Iterable[str], status: str) -> None:
         """Settle in-doubt rows whose outcome the backend can tell after all."""
