@@ -98,3 +98,24 @@ def test_every_command_has_help() -> None:
     for name in names:
         command = group.commands[name]  # type: ignore[attr-defined]
         assert command.help and len(command.help) > 10, name
+
+
+def test_env_example_documents_every_setting() -> None:
+    from newsletter.settings import Settings, _env_name
+
+    text = (REPO / ".env.example").read_text(encoding="utf-8")
+    for field in Settings.model_fields:
+        if field == "root":
+            assert "NEWSLETTER_ROOT" in text
+            continue
+        assert _env_name(field) + "=" in text, _env_name(field)
+
+
+def test_audience_shows_variants_and_skipped(samples: Newsletter) -> None:
+    result = samples.cli("audience", "2021-07", env={"COLUMNS": "120"})
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert lines[0] == "audience of 2021-07: 5 readers in 3 variants"
+    assert any(line.startswith("│ all ") and line.rstrip().endswith("│ 2       │") for line in lines)
+    assert "skipped: 5 (no summary matches their topics)" in lines
+    assert "skipped: 1 (unsubscribed)" in lines and "skipped: 1 (bounced)" in lines
