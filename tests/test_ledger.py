@@ -87,3 +87,13 @@ def test_concurrent_claims_from_two_processes_never_overlap(tmp_path: Path) -> N
         proc.join(timeout=60)
     assert not set(results[0]) & set(results[1])
     assert len(results[0]) + len(results[1]) == 2000
+
+
+def test_a_reused_pid_is_not_taken_for_the_dead_run(tmp_path: Path) -> None:
+    ledger = Ledger(url(tmp_path))
+    run = ledger.start_run("2030-01")
+    ledger.claim("2030-01", ["a@x.org"], run_id=run, batch_id="b1", variant="all")
+    # Same pid as a live process (ours), but that process started at another time.
+    with ledger.engine.begin() as conn:
+        conn.execute(update(runs).where(runs.c.run_id == run).values(proc_start="1"))
+    assert ledger.settle_orphans("2030-01") == ["a@x.org"]

@@ -57,6 +57,7 @@ runs = Table(
     Column("issue_id", String(16), nullable=False),
     Column("host", String(255), nullable=False),
     Column("pid", Integer, nullable=False),
+    Column("proc_start", String(32)),  # the process's start time, so a reused pid is not taken for it
     Column("started_at", DateTime(timezone=True), nullable=False),
     Column("heartbeat_at", DateTime(timezone=True), nullable=False),
     Column("finished_at", DateTime(timezone=True)),
@@ -76,14 +77,26 @@ def _now() -> datetime:
 
 
 
-def _pid_alive(pid: int) -> bool:
+def _proc_start(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot, Linux), or None if unknown."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces; fields after it are plain.
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def _alive(pid: int, started: str | None) -> bool:
+    """Whether the process that recorded (pid, started) still runs."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    # A busy machine reuses pids: a different start time is a different process.
+    return started is None or _proc_start(pid) in (None, started)
 
 
 @dataclass(frozen=True)
@@ -141,7 +154,8 @@ class Ledger:
         now = _now()
         with self.engine.begin() as conn:
             conn.execute(insert(runs).values(run_id=run_id, issue_id=issue_id, host=socket.gethostname(),
-                                             pid=os.getpid(), started_at=now, heartbeat_at=now))
+                                             pid=os.getpid(), proc_start=_proc_start(os.getpid()),
+                                             started_at=now, heartbeat_at=now))
         return run_id
 
     def heartbeat(self, run_id: str) -> None:
@@ -160,7 +174,7 @@ class Ledger:
                                                    deliveries.c.issue_id == issue_id, deliveries.c.status == SENDING))))
         for run in rows:
             heartbeat = run.heartbeat_at if run.heartbeat_at.tzinfo else run.heartbeat_at.replace(tzinfo=UTC)
-            if (run.finished_at is not None or (run.host == host and not _pid_alive(run.pid))
+            if (run.finished_at is not None or (run.host == host and not _alive(run.pid, run.proc_start))
                     or _now() - heartbeat > LEASE):
                 dead.append(run.run_id)
         return dead
