@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import shutil
 import textwrap
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +13,8 @@ import pytest
 from typer.testing import CliRunner
 
 from newsletter.cli import app
+from newsletter.preview import Preview, PreviewServer, running
+from newsletter.settings import load_settings
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -96,3 +100,17 @@ def samples(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Newsletter:
         if (REPO / name).is_dir():
             shutil.copytree(REPO / name, root / name)
     return Newsletter(root)
+
+
+@pytest.fixture
+def preview_server(samples: Newsletter) -> Iterator[PreviewServer]:
+    """``newsletter preview 2021-07`` of the ``samples`` copy, served in this process on a free port."""
+    preview = Preview(load_settings(samples.root), "2021-07")
+    with running(preview, port=0) as server:
+        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        thread.start()
+        try:
+            yield server
+        finally:
+            server.shutdown()
+            thread.join(timeout=5)

@@ -21,6 +21,7 @@ from newsletter import __version__
 from newsletter.build import build_issue, variant_count
 from newsletter.checks import check_folder, check_sizes
 from newsletter.errors import ConfigError, ContentError, NewsletterError, Problem, errors_in
+from newsletter.preview import DEFAULT_PORT, Preview, serve
 from newsletter.render import GMAIL_CLIP_BYTES, Renderer
 from newsletter.settings import load_settings
 from newsletter.workspace import Workspace
@@ -197,6 +198,21 @@ def list_issues(ctx: typer.Context) -> None:
         sends = issue.scheduled_for(settings.zone, settings.send_time).isoformat(timespec="minutes")
         table.add_row(issue_id, issue.subject, issue.status, str(len(issue.summaries)), sends, verdict)
     console.print(table)
+
+
+@app.command("preview")
+@fail_cleanly
+def preview_issue(
+    ctx: typer.Context,
+    issue: Annotated[Optional[str], typer.Argument(help="Issue folder name, e.g. 2021-07. Default: the newest issue.", show_default=False)] = None,
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port on 127.0.0.1 (0: any free one).")] = DEFAULT_PORT,
+    no_open: Annotated[bool, typer.Option("--no-open", help="Do not open a browser.")] = False,
+) -> None:
+    """Serve the issue's variants on a local web page that reloads as you edit; Ctrl-C stops it."""
+    ws = _ws(ctx)
+    issue_id = issue or ws.latest_id()
+    ws.folder(issue_id)  # an unknown issue is an error now, not a page later
+    serve(Preview(ws.settings, issue_id, log=typer.echo), port, open_browser=not no_open, echo=typer.echo)
 
 
 def main() -> None:
