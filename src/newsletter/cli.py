@@ -223,3 +223,5 @@ def main() -> None:
 # Commands about readers and delivery live in their own module; importing it
 # registers them on ``app``.
 from newsletter import cli_sending  # noqa: E402,F401
+from newsletter import cli_archive  # noqa: E402,F401
+from newsletter import cli_schedule  # noqa: E402,F401

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 import re
-from datetime import time
+from datetime import time, timedelta
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -51,6 +52,34 @@ class Settings(BaseSettings):
     sendgrid_timeout: float = Field(default=30.0, gt=0, alias="SENDGRID_TIMEOUT")
     sendgrid_max_attempts: int = Field(default=5, ge=1, le=20, alias="SENDGRID_MAX_ATTEMPTS")
     sendgrid_backoff: float = Field(default=1.0, ge=0, alias="SENDGRID_BACKOFF")
+    author_email: str = ""
+    misfire_grace: timedelta = timedelta(days=3)
+
+    @field_validator("author_email")
+    @classmethod
+    def _an_address(cls, value: str) -> str:
+        if value.strip() and "@" not in parseaddr(value)[1]:
+            raise ValueError(f"{value!r} is not an email address such as editor@example.org")
+        return value.strip()
+
+    @field_validator("misfire_grace", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        # "3d", "12h", "90m", "30s" or plain seconds; ISO 8601 ("P3D") is left to pydantic.
+        if isinstance(value, str) and not value.strip().upper().startswith("P"):
+            found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", value.lower())
+            if not found:
+                raise ValueError(f"{value!r} is not a duration such as 3d, 12h, 90m or 3600 (seconds)")
+            return timedelta(seconds=float(found[1]) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[found[2]])
+        return value
+
+    @field_validator("misfire_grace")
+    @classmethod
+    def _grace_range(cls, value: timedelta) -> timedelta:
+        # Past 27 days a late run could land in the next month and send the wrong issue.
+        if not timedelta(seconds=1) <= value <= timedelta(days=27):
+            raise ValueError(f"{value.total_seconds() / 86400:g} days is out of range: from 1 second to 27 days")
+        return value
 
     @field_validator("timezone")
     @classmethod

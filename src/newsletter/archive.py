@@ -1,0 +1,460 @@
+"""``newsletter archive``: every ready issue as a static web site, with Atom feeds.
+
+    Workspace ─ collect() ─▶ Archive (ready issues) ─ build_site() ─▶ site/
+        index.html                    months newest first; a topic filter (inline script)
+        feed.xml                      Atom, one entry per issue
+        YYYY-MM/index.html            the issue's web version: the email's "view in browser"
+        YYYY-MM/<slug>/index.html     one summary, with citation metadata for Zotero
+        topics/<slug>/index.html      every summary on one topic, across months
+        topics/<slug>/feed.xml        Atom, one entry per summary on that topic
+
+Pages come from issue sources only, through their own templates
+(``templates/web/``): no reader, no greeting, no personal link can reach
+them. Drafts never appear. Links between pages are relative and name
+``index.html``, so the site works opened from disk as well as served from any
+folder of a web server; what leaves the site (canonical links, feeds,
+JSON-LD) is absolute under ``NEWSLETTER_BASE_URL``. Nothing is fetched:
+CSS and the one script are inline. Dates come from the issues' send dates,
+never the clock, so an unchanged archive rebuilds byte for byte.
+
+The site is written next to its target and swapped in at the end, like
+``newsletter build``: a failed build leaves the previous site intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateError
+from markupsafe import Markup
+
+from newsletter import feeds
+from newsletter.citation import Citation, parse_apa
+from newsletter.content import ISSUE_FILE, Issue, Summary, issue_folders, read_issue
+from newsletter.errors import ConfigError, NewsletterError, Problem, errors_in
+from newsletter.render import markdown
+from newsletter.render.mjml import template_error
+from newsletter.settings import Settings
+from newsletter.sources import parse_source
+from newsletter.workspace import Workspace
+
+WEB_TEMPLATES = "web"
+TEMPLATES = ("home.html.j2", "issue.html.j2", "summary.html.j2", "topic.html.j2", "entry.html.j2")
+INDEX = "index.html"
+FEED = "feed.xml"
+# Written into every site we build: only a folder holding it is ever replaced,
+# so `--out ~` cannot wipe a home folder.
+MARKER = ".newsletter-archive"
+DESCRIPTION_CHARS = 200
+# Feeds carry the newest entries only, with their full text; the pages keep every month.
+FEED_ENTRIES = 20
+
+
+# --- URLs: one place, for the site, the feeds, and the email's links to it -------------------------
+
+
+def issue_path(issue_id: str) -> str:
+    return f"{issue_id}/"
+
+
+def summary_path(issue_id: str, slug: str) -> str:
+    return f"{issue_id}/{slug}/"
+
+
+def topic_path(topic_slug: str) -> str:
+    return f"topics/{topic_slug}/"
+
+
+def absolute(settings: Settings, path: str) -> str:
+    """``path`` (relative to the site root) as a public URL under ``NEWSLETTER_BASE_URL``."""
+    return f"{settings.base_url}/{path}"
+
+
+def issue_url(settings: Settings, issue_id: str) -> str:
+    """The public page of an issue; the email's "view in browser" link is this URL."""
+    return absolute(settings, issue_path(issue_id))
+
+
+def summary_url(settings: Settings, issue_id: str, slug: str) -> str:
+    """The public page of one summary."""
+    return absolute(settings, summary_path(issue_id, slug))
+
+
+def topic_url(settings: Settings, topic_slug: str) -> str:
+    """The public page listing every summary on a topic."""
+    return absolute(settings, topic_path(topic_slug))
+
+
+# --- what goes in: ready issues only ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A folder left out for errors: an issue marked ready that does not load cleanly."""
+
+    issue_id: str
+    problems: tuple[Problem, ...]
+
+
+@dataclass(frozen=True)
+class Archive:
+    issues: tuple[Issue, ...]  # ready, newest first
+    drafts: tuple[str, ...] = ()  # left out on purpose
+    skipped: tuple[Skipped, ...] = ()  # left out for errors: the command fails
+
+
+def collect(ws: Workspace) -> Archive:
+    """Every ready issue that loads cleanly; drafts and broken issues are left out and named.
+
+    One broken issue does not stop the others: it is reported in ``skipped``.
+    """
+    issues: list[Issue] = []
+    drafts: list[str] = []
+    skipped: list[Skipped] = []
+    for folder in issue_folders(ws.settings.issues_dir):
+        meta_path = folder / ISSUE_FILE
+        loaded = read_issue(folder, ws.taxonomy)
+        errors = errors_in(loaded.problems)
+        status = loaded.issue.status if loaded.issue is not None else None
+        if status == "draft" and any(p.path == meta_path for p in errors):
+            # A broken issue.md reads as a draft; its own status line says whether it is one.
+            meta, _ = parse_source(meta_path)
+            status = meta.data.get("status", "draft") if meta is not None else None
+        if status == "draft":
+            drafts.append(folder.name)  # a draft may be half-written: its errors are not ours to report
+            continue
+        problems = errors + _duplicate_slugs(loaded.issue)
+        if loaded.issue is not None and status == "ready" and not problems:
+            issues.append(loaded.issue)
+        else:
+            skipped.append(Skipped(folder.name, tuple(problems)))
+    issues.sort(key=lambda i: i.id, reverse=True)
+    return Archive(tuple(issues), tuple(drafts), tuple(skipped))
+
+
+def _duplicate_slugs(issue: Issue | None) -> list[Problem]:
+    # 01-x.md and 02-x.md would share one URL and one #x anchor; `check` does not catch it.
+    seen: dict[str, Summary] = {}
+    problems = []
+    for summary in issue.summaries if issue else ():
+        if summary.slug in seen:
+            problems.append(Problem(summary.path, 1, "error", f"slug {summary.slug!r} is also the slug of "
+                                    f"{seen[summary.slug].path.name}: each summary needs its own URL"))
+        seen.setdefault(summary.slug, summary)
+    return problems
+
+
+# --- what the templates see ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TopicRef:
+    slug: str
+    name: str
+
+    @property
+    def path(self) -> str:
+        return topic_path(self.slug)
+
+
+@dataclass
+class TopicView:
+    slug: str
+    name: str
+    summaries: list[SummaryView] = field(default_factory=list)  # newest issue first, issue order within
+
+    @property
+    def path(self) -> str:
+        return topic_path(self.slug)
+
+    @property
+    def count(self) -> int:
+        return len(self.summaries)
+
+
+@dataclass(frozen=True)
+class SummaryView:
+    summary: Summary
+    issue: IssueView
+
+    @property
+    def slug(self) -> str:
+        return self.summary.slug
+
+    @property
+    def title(self) -> str:
+        return self.summary.title
+
+    @property
+    def path(self) -> str:
+        return summary_path(self.issue.id, self.slug)
+
+    @property
+    def topics(self) -> tuple[TopicRef, ...]:
+        return tuple(TopicRef(t.slug, t.name) for t in self.summary.topics)
+
+    @property
+    def description(self) -> str:
+        return _shorten(markdown.to_text(self.summary.body))
+
+    @cached_property
+    def citation(self) -> Citation:
+        return parse_apa(self.summary.citation)
+
+
+@dataclass(frozen=True)
+class IssueView:
+    issue: Issue
+    date: datetime  # when it is sent: the date feeds give it
+    summaries: list[SummaryView] = field(default_factory=list, compare=False, repr=False)
+
+    @property
+    def id(self) -> str:
+        return self.issue.id
+
+    @property
+    def path(self) -> str:
+        return issue_path(self.id)
+
+
+def _shorten(text: str, limit: int = DESCRIPTION_CHARS) -> str:
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    return text[:limit].rsplit(" ", 1)[0].rstrip(",;:.") + "…"
+
+
+def json_ld(view: SummaryView, settings: Settings) -> Markup:
+    """schema.org ``ScholarlyArticle`` for the cited work, safe inside ``<script>``."""
+    summary, cited = view.summary, view.citation
+    data: dict[str, Any] = {"@context": "https://schema.org", "@type": "ScholarlyArticle"}
+    # The cited work's own title; an unparsed citation still names the work better than our headline.
+    data["name"] = data["headline"] = cited.title or cited.text
+    if cited.authors:
+        data["author"] = [
+            {"@type": "Person", "name": f"{a.given} {a.family}", "familyName": a.family, "givenName": a.given}
+            if a.given else {"@type": "Organization", "name": a.family} for a in cited.authors]
+    if cited.year:
+        data["datePublished"] = cited.year
+    if cited.journal:
+        data["isPartOf"] = {"@type": "Periodical", "name": cited.journal}
+        if cited.volume:
+            data["isPartOf"] = {"@type": "PublicationVolume", "volumeNumber": cited.volume, "isPartOf": data["isPartOf"]}
+        if cited.issue:
+            data["isPartOf"] = {"@type": "PublicationIssue", "issueNumber": cited.issue, "isPartOf": data["isPartOf"]}
+    if cited.pages:
+        data["pagination"] = cited.pages
+    if summary.doi:
+        data["identifier"] = {"@type": "PropertyValue", "propertyID": "DOI", "value": summary.doi}
+    if summary.link:
+        data["sameAs"] = data["url"] = summary.link
+    data["citation"] = cited.text
+    data["subjectOf"] = {"@type": "BlogPosting", "headline": summary.title,
+                         "url": summary_url(settings, view.issue.id, summary.slug)}
+    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    # "</script>" in a title would end the element; JSON reads \u003c as "<" all the same.
+    return Markup(text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026"))
+
+
+def highwire(view: SummaryView) -> list[tuple[str, str]]:
+    """``citation_*`` meta tags (Highwire Press), as Zotero and Google Scholar read them."""
+    cited, summary = view.citation, view.summary
+    tags: list[tuple[str, str]] = []
+    if cited.title:
+        tags.append(("citation_title", cited.title))
+    tags += [("citation_author", a.display) for a in cited.authors]
+    if cited.year:
+        tags.append(("citation_publication_date", cited.year))
+    for name, value in (("citation_journal_title", cited.journal), ("citation_volume", cited.volume),
+                        ("citation_issue", cited.issue), ("citation_firstpage", cited.first_page),
+                        ("citation_lastpage", cited.last_page), ("citation_doi", summary.doi)):
+        if value:
+            tags.append((name, value))
+    return tags
+
+
+# --- writing ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Built:
+    """What ``build_site`` wrote."""
+
+    target: Path
+    issues: int
+    summaries: int
+    topics: int
+    pages: int
+    feeds: int
+
+
+class Site:
+    """Renders an archive with the web templates of one newsletter folder."""
+
+    def __init__(self, settings: Settings, templates_dir: Path | None = None) -> None:
+        self.settings = settings
+        folder = (templates_dir or settings.templates_dir / WEB_TEMPLATES).resolve()
+        for name in TEMPLATES:
+            if not (folder / name).is_file():
+                raise ConfigError(f"template {WEB_TEMPLATES}/{name} not found in {folder.parent}: "
+                                  "copy the shipped templates/web/ folder there")
+        self.templates_dir = folder
+        self.env = Environment(loader=FileSystemLoader(folder), autoescape=True, undefined=StrictUndefined,
+                               trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+                               auto_reload=False)  # one build, one read of each template
+        self.env.filters.update(markdown=lambda s, level=3: Markup(markdown.to_html(s, level)),
+                                markdown_inline=lambda s: Markup(markdown.inline_html(s)),
+                                plain=markdown.plain)
+        self.env.globals.update(site={"name": settings.name, "base_url": settings.base_url},
+                                json_ld=lambda v: json_ld(v, settings), highwire=highwire)
+
+    def render(self, template: str, path: str, **context: Any) -> str:
+        """Render ``template`` as the page at ``path`` (site-relative; ``""`` is the home page)."""
+        here = path.split("/")[:-1]  # "2021-07/slug/" → ["2021-07", "slug"]; home → []
+
+        def href(target: str) -> str:
+            # Relative, naming index.html: works from disk and under any folder of a server.
+            # (Plain string work: posixpath.relpath was a third of the rendering time.)
+            parts = (target + INDEX if target == "" or target.endswith("/") else target).split("/")
+            common = 0
+            while common < min(len(here), len(parts) - 1) and here[common] == parts[common]:
+                common += 1
+            return "../" * (len(here) - common) + "/".join(parts[common:])
+
+        try:
+            return self.env.get_template(template).render(
+                href=href, canonical=absolute(self.settings, path), **context)
+        except TemplateError as err:
+            raise template_error(err, self.templates_dir) from err
+
+    def fragment(self, template: str, **context: Any) -> str:
+        """Render for a feed: every link absolute, since feed readers resolve nothing."""
+        try:
+            return self.env.get_template(template).render(
+                href=lambda target: absolute(self.settings, target), canonical="", **context)
+        except TemplateError as err:
+            raise template_error(err, self.templates_dir) from err
+
+
+def build_site(archive: Archive, settings: Settings, target: Path,
+               progress: Callable[[Issue], None] = lambda issue: None) -> Built:
+    """Write ``archive`` as a site into ``target``, replaced as a whole; ``progress`` per issue."""
+    if not archive.issues:
+        raise NewsletterError("no ready issue to archive: drafts are never published "
+                              "(set status: ready in an issue's issue.md)")
+    site = Site(settings)
+    _check_replaceable(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    staging.chmod(0o755)  # mkdtemp makes it private; a site is for serving
+    try:
+        built = _write(archive, site, staging, target, progress)
+        _swap_in(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return built
+
+
+def _views(issues: Iterable[Issue], settings: Settings) -> tuple[list[IssueView], list[TopicView]]:
+    topics: dict[str, TopicView] = {}
+    views = []
+    for issue in issues:
+        view = IssueView(issue, issue.scheduled_for(settings.zone, settings.send_time))
+        for summary in issue.summaries:
+            item = SummaryView(summary, view)
+            view.summaries.append(item)
+            for topic in summary.topics:
+                topics.setdefault(topic.slug, TopicView(topic.slug, topic.name)).summaries.append(item)
+        views.append(view)
+    return views, sorted(topics.values(), key=lambda t: t.name.casefold())
+
+
+def _write(archive: Archive, site: Site, out: Path, target: Path, progress: Callable[[Issue], None]) -> Built:
+    settings = site.settings
+    issues, topics = _views(archive.issues, settings)
+    pages = 0
+
+    def page(path: str, template: str, **context: Any) -> None:
+        nonlocal pages
+        folder = out / path
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / INDEX).write_text(site.render(template, path, **context), encoding="utf-8", newline="\n")
+        pages += 1
+
+    for i, issue in enumerate(issues):
+        newer = issues[i - 1] if i > 0 else None
+        older = issues[i + 1] if i + 1 < len(issues) else None
+        page(issue.path, "issue.html.j2", issue=issue, newer=newer, older=older)
+        for summary in issue.summaries:
+            page(summary.path, "summary.html.j2", issue=issue, summary=summary)
+        progress(issue.issue)
+    page("", "home.html.j2", issues=issues, topics=topics)
+    for topic in topics:
+        page(topic.path, "topic.html.j2", topic=topic)
+
+    # A summary is in up to three topic feeds and the issue feed: render its entry once.
+    articles: dict[str, Markup] = {}
+
+    def article(view: SummaryView) -> Markup:
+        if view.path not in articles:
+            articles[view.path] = Markup(site.fragment("entry.html.j2", issue=view.issue, summary=view, parts=[]))
+        return articles[view.path]
+
+    home = absolute(settings, "")
+    written = [(out / FEED, feeds.Feed(
+        id=home, title=settings.name, subtitle="Every issue of the digest", self_url=absolute(settings, FEED),
+        home_url=home, author=settings.name, entries=[
+            feeds.Entry(id=issue_url(settings, issue.id), title=f"{issue.issue.month_label}: {issue.issue.subject}",
+                        link=issue_url(settings, issue.id), updated=issue.date,
+                        summary=markdown.plain(issue.issue.intro) or "; ".join(s.title for s in issue.summaries),
+                        content_html=site.fragment("entry.html.j2", issue=issue, summary=None,
+                                                   parts=[article(s) for s in issue.summaries]))
+            for issue in issues[:FEED_ENTRIES]]))]
+    for topic in topics:
+        url = topic_url(settings, topic.slug)
+        written.append((out / topic.path / FEED, feeds.Feed(
+            id=url, title=f"{settings.name}: {topic.name}", subtitle=f"Summaries on {topic.name}",
+            self_url=url + FEED, home_url=url, author=settings.name, entries=[
+                feeds.Entry(id=summary_url(settings, s.issue.id, s.slug), title=s.title,
+                            link=summary_url(settings, s.issue.id, s.slug), updated=s.issue.date,
+                            summary=s.description, content_html=article(s))
+                for s in topic.summaries[:FEED_ENTRIES]])))
+    for path, feed in written:
+        path.write_bytes(feeds.to_xml(feed))
+    (out / MARKER).write_text("Built by `newsletter archive`; the whole folder is replaced on every build.\n",
+                              encoding="utf-8")
+    return Built(target, len(issues), sum(len(i.summaries) for i in issues), len(topics), pages, len(written))
+
+
+def _check_replaceable(target: Path) -> None:
+    """Refuse to replace anything but a site we built (or an empty folder)."""
+    if not target.exists():
+        return
+    if not target.is_dir():
+        raise NewsletterError(f"cannot build the archive into {target}: it is a file")
+    if (target / MARKER).is_file() or not any(target.iterdir()):
+        return
+    raise NewsletterError(f"refusing to replace {target}: it is not a site `newsletter archive` built "
+                          f"(no {MARKER} file); choose another --out folder")
+
+
+def _swap_in(staging: Path, target: Path) -> None:
+    # Two renames: the window with no site at `target` is tiny, and a crash in
+    # it leaves both folders on disk, never a mix of two builds.
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        target.rename(old)
+    staging.rename(target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
