@@ -24,7 +24,6 @@ The site is written next to its target and swapped in at the end, like
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable
@@ -38,6 +37,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateError
 from markupsafe import Markup
 
 from newsletter import feeds
+from newsletter.build import swap_in
 from newsletter.citation import Citation, parse_apa
 from newsletter.content import ISSUE_FILE, Issue, Summary, issue_folders, read_issue
 from newsletter.errors import ConfigError, NewsletterError, Problem, errors_in
@@ -358,7 +358,7 @@ def build_site(archive: Archive, settings: Settings, target: Path,
     staging.chmod(0o755)  # mkdtemp makes it private; a site is for serving
     try:
         built = _write(archive, site, staging, target, progress)
-        _swap_in(staging, target)
+        swap_in(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -448,13 +448,3 @@ def _check_replaceable(target: Path) -> None:
                           f"(no {MARKER} file); choose another --out folder")
 
 
-def _swap_in(staging: Path, target: Path) -> None:
-    # Two renames: the window with no site at `target` is tiny, and a crash in
-    # it leaves both folders on disk, never a mix of two builds.
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        target.rename(old)
-    staging.rename(target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

@@ -71,7 +71,7 @@ def build_issue(issue: Issue, renderer: Renderer, target: Path,
                 built.append(BuiltFile(target / path.name, size_of(content), variant))
             progress(variant)
         (staging / INDEX).write_text(index_page(issue, built), encoding="utf-8")
-        _swap_in(staging, target)
+        swap_in(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -91,7 +91,8 @@ def _check_replaceable(target: Path) -> None:
                               "choose another --out folder")
 
 
-def _swap_in(staging: Path, target: Path) -> None:
+def swap_in(staging: Path, target: Path) -> None:
+    """Replace ``target`` with the folder ``staging``, next to it."""
     # Two renames: the window where `target` is missing is tiny, and a
     # crash in it leaves both folders on disk, never a mixed one.
     old = None
