@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sqlite3
+import threading
 from pathlib import Path
 
 from sqlalchemy import update
@@ -97,3 +99,20 @@ def test_a_reused_pid_is_not_taken_for_the_dead_run(tmp_path: Path) -> None:
     with ledger.engine.begin() as conn:
         conn.execute(update(runs).where(runs.c.run_id == run).values(proc_start="1"))
     assert ledger.settle_orphans("2030-01") == ["a@x.org"]
+
+
+def test_a_new_ledger_opens_while_another_process_writes_the_file(tmp_path: Path) -> None:
+    # Two `send`s started together on a new database: one is still writing in
+    # rollback mode when the other switches the file to WAL. SQLite refuses
+    # that switch at once, busy timeout or not; the ledger must wait its turn.
+    path = tmp_path / "state" / "ledger.db"
+    path.parent.mkdir()
+    writer = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    writer.execute("CREATE TABLE other (x)")
+    writer.execute("BEGIN IMMEDIATE")
+    threading.Timer(0.3, lambda: writer.execute("COMMIT")).start()
+    ledger = Ledger(f"sqlite:///{path}")
+    run = ledger.start_run("2030-01")
+    assert ledger.claim("2030-01", ["a@x.org"], run_id=run, batch_id="b1", variant="all") == ["a@x.org"]
+    with sqlite3.connect(path) as check:
+        assert check.execute("PRAGMA journal_mode").fetchone() == ("wal",)

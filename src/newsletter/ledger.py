@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import os
 import socket
+import sqlite3
+import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -316,6 +318,27 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def
     # WAL lets readers (status, audience) work while a send writes.
     dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (see Ledger.__init__)
     cursor = dbapi_conn.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
+    _use_wal(cursor)
     cursor.execute("PRAGMA synchronous=FULL")  # a lost claim could mean a resend
     cursor.close()
+
+
+def _use_wal(cursor, patience: float = 60.0) -> None:  # type: ignore[no-untyped-def]
+    """Switch a database to WAL, once, even when several processes open it at once.
+
+    The switch needs an exclusive lock and SQLite answers "database is locked"
+    at once, without the busy timeout, when another connection holds one: two
+    `send`s started together on a new database hit exactly that. The mode is
+    stored in the file, so whoever switches first does it for everyone.
+    """
+    deadline = time.monotonic() + patience
+    delay = 0.01
+    while cursor.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return  # switched, or a database that cannot use WAL (in memory)
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
