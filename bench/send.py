@@ -29,7 +29,9 @@ from collections import defaultdict
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-ISSUE = "2021-07"
+# Three summaries, like a full month of the blog: July 2021's two and
+# August's one, so readers fall into 7 variants.
+ISSUE = "2021-09"
 
 
 def make_folder(root: Path, readers: int) -> None:
@@ -37,6 +39,8 @@ def make_folder(root: Path, readers: int) -> None:
     from newsletter.taxonomy import load_taxonomy
 
     shutil.copytree(REPO / "issues", root / "issues")
+    shutil.copytree(root / "issues" / "2021-07", root / "issues" / ISSUE)
+    shutil.copy(root / "issues" / "2021-08" / "01-patients-crying.md", root / "issues" / ISSUE / "03-patients-crying.md")
     shutil.copytree(REPO / "templates", root / "templates")
     (root / "subscribers").mkdir()
     slugs = [t.slug for t in load_taxonomy(root / "issues" / "topics.yaml")]
@@ -103,7 +107,7 @@ def run_one(root: Path, backend_name: str) -> dict[str, object]:
         setattr(obj, name, wrapper)
 
     for method in ("claim", "record_batch", "record", "record_skipped", "statuses", "settle_orphans",
-                   "start_run", "finish_run", "heartbeat", "rows"):
+                   "start_run", "finish_run", "rows"):
         timed(ledger, method, f"ledger.{method}" if os.environ.get("BENCH_DETAIL") else "ledger")
     timed(renderer, "render", "render")
     timed(backend, "build", "send (build messages)")
@@ -146,13 +150,13 @@ def sendgrid_baselines(backend, posted, sender, audience) -> dict[str, object]: 
     return {"requests": len(posted), "floor_s": floor, "naive_per_reader_s": naive, "naive_sample": len(readers)}
 
 
-def start_fake() -> tuple[subprocess.Popen[str], int]:
+def start_fake(latency: float = 0.0) -> tuple[subprocess.Popen[str], int]:
     import socket
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, str(REPO / "tests" / "fake_sendgrid.py"), str(port)],
+    proc = subprocess.Popen([sys.executable, str(REPO / "tests" / "fake_sendgrid.py"), str(port), str(latency)],
                             stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
     return proc, port
@@ -163,6 +167,8 @@ def main() -> None:
     parser.add_argument("--readers", type=int, default=100_000)
     parser.add_argument("--outbox-readers", type=int, default=10_000)
     parser.add_argument("--no-sendgrid", action="store_true", help="skip the SendGrid mode")
+    parser.add_argument("--latency", type=float, default=0.0, metavar="MS",
+                        help="the fake SendGrid answers each request after this many ms (default 0: the local floor)")
     parser.add_argument("--child", nargs=2, metavar=("ROOT", "BACKEND"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -177,7 +183,7 @@ def main() -> None:
         env = dict(os.environ)
         fake = None
         if backend == "sendgrid":
-            fake, port = start_fake()
+            fake, port = start_fake(args.latency / 1000)
             env.update(SENDGRID_API_KEY="SG.fake-key-for-tests.0123456789", SENDGRID_API_HOST=f"http://127.0.0.1:{port}",
                        SENDGRID_ASM_GROUP_ID="1", NEWSLETTER_FROM="Digest <digest@example.org>",
                        NEWSLETTER_POSTAL_ADDRESS="1 Research Way", NEWSLETTER_SECRET="bench")

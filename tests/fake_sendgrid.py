@@ -50,6 +50,7 @@ class FakeSendGrid:
     group_suppressions: dict[int, list[str]] = field(default_factory=dict)
     slow_seconds: float = 3.0
     record: bool = True  # keep every message; off for benchmarks, which only count
+    latency: float = 0.0  # seconds before each mail/send answer: the network and SendGrid's own work
     accepted: int = 0  # personalizations accepted
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -169,6 +170,8 @@ class FakeSendGrid:
         body = json.loads(raw)
         message_id = f"fake-{len(self.requests)}-{time.monotonic_ns()}"
         self._accept(body, message_id)
+        if self.latency:
+            time.sleep(self.latency)
         if fault == "slow":
             time.sleep(self.slow_seconds)
         if fault == "drop-after":
@@ -265,10 +268,10 @@ class FakeSendGrid:
 
 
 def main() -> None:
-    """Run the fake on its own (for bench/send.py): ``python tests/fake_sendgrid.py PORT``."""
+    """Run the fake on its own (for bench/send.py): ``python tests/fake_sendgrid.py PORT [LATENCY_S]``."""
     import sys
 
-    fake = FakeSendGrid(record=False)
+    fake = FakeSendGrid(record=False, latency=float(sys.argv[2]) if len(sys.argv) > 2 else 0.0)
     fake.server.server_close()
     fake.server = ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), fake.server.RequestHandlerClass)
     fake.server.daemon_threads = True

@@ -160,10 +160,6 @@ class Ledger:
                                              started_at=now, heartbeat_at=now))
         return run_id
 
-    def heartbeat(self, run_id: str) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(update(runs).where(runs.c.run_id == run_id).values(heartbeat_at=_now()))
-
     def finish_run(self, run_id: str) -> None:
         with self.engine.begin() as conn:
             conn.execute(update(runs).where(runs.c.run_id == run_id).values(finished_at=_now()))
@@ -213,6 +209,8 @@ class Ledger:
         claimable = [SKIPPED, FAILED] + ([IN_DOUBT] if resend_in_doubt else [])
         now = _now()
         with self.engine.begin() as conn:
+            # A claim is also the run's sign of life: one commit, not two.
+            conn.execute(update(runs).where(runs.c.run_id == run_id).values(heartbeat_at=now))
             self._many(conn, "INSERT INTO deliveries (issue_id, email, status, variant, batch_id, run_id, updated_at) "
                              "VALUES (?, ?, 'sending', ?, ?, ?, CURRENT_TIMESTAMP) "
                              "ON CONFLICT (issue_id, email) DO NOTHING",

@@ -16,6 +16,7 @@ from typing import Literal
 
 from email_validator import EmailNotValidError, validate_email
 
+from newsletter import collector
 from newsletter.errors import Problem
 from newsletter.sources import read_text
 from newsletter.taxonomy import ALL, Taxonomy
@@ -171,8 +172,10 @@ def read_subscribers(folder: Path, taxonomy: Taxonomy) -> SubscriberList:
     topic_cache: dict[str, tuple[frozenset[str] | None, list[str]]] = {}
     subscribers: list[Subscriber] = []
     problems: list[Problem] = []
-    for path in sorted(folder.glob("*.csv")) if folder.is_dir() else []:
-        found, file_problems = read_file(path, taxonomy, seen, topic_cache)
-        subscribers += found
-        problems += file_problems
+    with collector.paused():
+        for path in sorted(folder.glob("*.csv")) if folder.is_dir() else []:
+            found, file_problems = read_file(path, taxonomy, seen, topic_cache)
+            subscribers += found
+            problems += file_problems
     return SubscriberList(subscribers, problems)
+

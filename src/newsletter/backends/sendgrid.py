@@ -70,7 +70,15 @@ def _address(value: str) -> dict[str, str]:
 
 
 def _size(value: Any) -> int:
-    return len(json.dumps(value, ensure_ascii=False).encode("utf-8"))
+    # The library sends json.dumps(body) as is: ASCII, non-ASCII escaped.
+    return len(json.dumps(value))
+
+
+def _fits(mapping: dict[str, str], limit: int) -> bool:
+    # A character is at most 12 bytes of JSON (a surrogate pair): when even
+    # that bound fits, skip serialising each reader's values.
+    bound = 2 + sum(12 * (len(k) + len(v)) + 8 for k, v in mapping.items())
+    return bound <= limit or _size(mapping) <= limit
 
 
 def validate(payload: dict[str, Any]) -> None:
@@ -88,7 +96,7 @@ def validate(payload: dict[str, Any]) -> None:
                 if key in seen:
                     raise PayloadError(f"{person['email']} appears twice in one request")
                 seen.add(key)
-        if _size(p.get("substitutions", {})) > MAX_SUBSTITUTION_BYTES:
+        if not _fits(p.get("substitutions", {}), MAX_SUBSTITUTION_BYTES):
             raise PayloadError(f"substitutions over {MAX_SUBSTITUTION_BYTES} bytes for {p['to'][0]['email']}")
     if recipients > MAX_RECIPIENTS:
         raise PayloadError(f"{recipients} recipients; SendGrid takes at most {MAX_RECIPIENTS} per request")
