@@ -17,7 +17,6 @@ from hypothesis import strategies as st
 
 from newsletter import archive
 from newsletter.citation import Author, parse_apa, parse_authors
-from newsletter.links import Links
 from newsletter.render import Renderer
 from newsletter.render.variant import TOKENS
 from newsletter.settings import load_settings
@@ -150,7 +149,7 @@ def test_two_summaries_sharing_a_slug_leave_the_issue_out(newsletter: Newsletter
     [skipped] = found.skipped
     assert [p.format(newsletter.root) for p in skipped.problems] == [
         "issues/2030-01/02-empathy.md:1: error: slug 'empathy' is also the slug of 01-empathy.md: "
-        "each summary needs its own URL"]
+        "each summary needs its own URL (rename one file)"]
 
 
 # --- drafts and personal data ---------------------------------------------------------------------
@@ -249,9 +248,8 @@ def test_issue_page_is_the_emails_view_in_browser_target_with_the_same_content(s
     settings = load_settings(samples.root)
     ws = Workspace(settings)
     issue = ws.load("2021-07")
-    # The three places that name an issue's web page agree, and the page is there.
-    assert archive.issue_url(settings, "2021-07") == Links(settings).view_in_browser("2021-07") == \
-        Renderer(settings).view_url(issue) == f"{BASE}/2021-07/"
+    # The email's "view in browser" link names the archive's page, and the page is there.
+    assert archive.issue_url(settings, "2021-07") == Renderer(settings).view_url(issue) == f"{BASE}/2021-07/"
     doc = page(site, "2021-07/")
     assert doc.xpath("//link[@rel='canonical']/@href") == [f"{BASE}/2021-07/"]
     assert doc.findtext(".//h1") == issue.subject
@@ -270,15 +268,20 @@ def test_issue_page_is_the_emails_view_in_browser_target_with_the_same_content(s
         assert article.xpath(".//ul[@class='pills']/li/a/text()") == [t.name for t in summary.topics]
 
 
-def test_the_emails_also_this_month_links_land_on_their_summary(site: Path, samples: Newsletter) -> None:
+def test_the_emails_summary_titles_and_also_this_month_land_on_their_summary_pages(site: Path, samples: Newsletter) -> None:
     settings = load_settings(samples.root)
     issue = Workspace(settings).load("2021-07")
     variant = Renderer(settings).render(issue, ["adverse-effects"])
-    [also] = re.findall(r'href="(https://[^"]+#[^"]+)"', variant.html)
-    assert also == f"{BASE}/2021-07/#therapist-burnout"
-    url, fragment = urldefrag(also)
-    path = url.removeprefix(BASE + "/")
-    assert page(site, path).xpath(f"//article[@id='{fragment}']/h2/a/text()") == [issue.summaries[1].title]
+    doc = lxml.html.fromstring(variant.html)
+    shown, left_out = issue.summaries
+    [title_link] = doc.xpath(f"//h2[@id='{shown.slug}']/a/@href")
+    [also_link] = doc.xpath("//ul[contains(@class, 'nl-also-list')]/li/a/@href")
+    assert (title_link, also_link) == (f"{BASE}/2021-07/{shown.slug}/", f"{BASE}/2021-07/{left_out.slug}/")
+    for link, summary in ((title_link, shown), (also_link, left_out)):
+        landed = page(site, link.removeprefix(BASE + "/"))
+        assert landed.findtext(".//h1") == summary.title
+        assert landed.xpath("//link[@rel='canonical']/@href") == [link]
+    assert f"  {BASE}/2021-07/{left_out.slug}/" in variant.text.splitlines()
 
 
 def test_summary_page_has_a_stable_url_and_links_back(site: Path) -> None:

@@ -34,6 +34,19 @@ def test_check_prints_every_problem_then_summary_and_fails(newsletter: Newslette
     ]
 
 
+def test_check_refuses_two_summaries_with_one_slug(newsletter: Newsletter) -> None:
+    # Their archive pages and their #anchors in the email would collide.
+    newsletter.issue(summaries={"01-empathy.md": GOOD_SUMMARY,
+                                "02-empathy.md": GOOD_SUMMARY.replace("Therapist Empathy", "Other")})
+    result = newsletter.cli("check", "2030-01")
+    assert result.exit_code == 1
+    assert result.stdout.splitlines() == [
+        "issues/2030-01/02-empathy.md:1: error: slug 'empathy' is also the slug of 01-empathy.md: "
+        "each summary needs its own URL (rename one file)",
+        "issue 2030-01 checked: 1 error, 0 warnings — FAILED",
+    ]
+
+
 def test_check_only_warnings_exits_zero(newsletter: Newsletter) -> None:
     newsletter.issue(summaries={"01-a.md": GOOD_SUMMARY})
     result = newsletter.cli("check")

@@ -92,6 +92,33 @@ def test_a_broken_summary_lists_its_problems_on_every_page(samples: Newsletter) 
         assert f"{SUMMARY_FILE}:2: error: invalid YAML in front matter" in page
 
 
+def test_index_links_to_the_issues_archive_page_and_serves_the_local_build(samples: Newsletter) -> None:
+    settings = load_settings(samples.root)
+    public = f"{settings.base_url}/2021-07/"
+    view = Preview(settings, "2021-07")
+    before = view.respond("/").body
+    assert f'<a href="{public}">{public}</a> — written by `newsletter archive`</p>' in before
+    assert "/site/" not in before and view.respond("/site/2021-07/").status == 404
+
+    assert samples.cli("archive").exit_code == 0
+    view.changed([samples.root / SUMMARY_FILE])  # a new version: the index is built again
+    after = view.respond("/").body
+    assert '<a href="/site/2021-07/">local copy in site/</a>' in after
+    page = view.respond("/site/2021-07/")
+    assert page.status == 200 and page.body == (samples.root / "site" / "2021-07" / "index.html").read_text(encoding="utf-8")
+    assert view.respond("/site/feed.xml").content_type.startswith("application/atom+xml")
+    # Only the built site is served, nothing beside it.
+    assert view.respond("/site/../pyproject.toml").status == 404
+    assert view.respond("/site/%2e%2e/issues/topics.yaml").status == 404
+
+
+def test_a_drafts_index_says_it_is_not_in_the_archive(samples: Newsletter) -> None:
+    meta = samples.root / "issues" / "2021-07" / "issue.md"
+    meta.write_text(meta.read_text(encoding="utf-8").replace("status: ready", "status: draft"), encoding="utf-8")
+    body = Preview(load_settings(samples.root), "2021-07").respond("/").body
+    assert "— a draft is left out of the archive until its status is ready</p>" in body
+
+
 # --- the command ----------------------------------------------------------------------------------
 
 

@@ -45,8 +45,10 @@ from newsletter.render import markdown
 from newsletter.render.mjml import template_error
 from newsletter.settings import Settings
 from newsletter.sources import parse_source
+from newsletter.urls import absolute, issue_path, issue_url, summary_path, summary_url, topic_path, topic_url
 from newsletter.workspace import Workspace
 
+DEFAULT_FOLDER = "site"  # in the newsletter folder, unless --out says otherwise
 WEB_TEMPLATES = "web"
 TEMPLATES = ("home.html.j2", "issue.html.j2", "summary.html.j2", "topic.html.j2", "entry.html.j2")
 INDEX = "index.html"
@@ -57,41 +59,6 @@ MARKER = ".newsletter-archive"
 DESCRIPTION_CHARS = 200
 # Feeds carry the newest entries only, with their full text; the pages keep every month.
 FEED_ENTRIES = 20
-
-
-# --- URLs: one place, for the site, the feeds, and the email's links to it -------------------------
-
-
-def issue_path(issue_id: str) -> str:
-    return f"{issue_id}/"
-
-
-def summary_path(issue_id: str, slug: str) -> str:
-    return f"{issue_id}/{slug}/"
-
-
-def topic_path(topic_slug: str) -> str:
-    return f"topics/{topic_slug}/"
-
-
-def absolute(settings: Settings, path: str) -> str:
-    """``path`` (relative to the site root) as a public URL under ``NEWSLETTER_BASE_URL``."""
-    return f"{settings.base_url}/{path}"
-
-
-def issue_url(settings: Settings, issue_id: str) -> str:
-    """The public page of an issue; the email's "view in browser" link is this URL."""
-    return absolute(settings, issue_path(issue_id))
-
-
-def summary_url(settings: Settings, issue_id: str, slug: str) -> str:
-    """The public page of one summary."""
-    return absolute(settings, summary_path(issue_id, slug))
-
-
-def topic_url(settings: Settings, topic_slug: str) -> str:
-    """The public page listing every summary on a topic."""
-    return absolute(settings, topic_path(topic_slug))
 
 
 # --- what goes in: ready issues only ----------------------------------------------------------------
@@ -132,25 +99,12 @@ def collect(ws: Workspace) -> Archive:
         if status == "draft":
             drafts.append(folder.name)  # a draft may be half-written: its errors are not ours to report
             continue
-        problems = errors + _duplicate_slugs(loaded.issue)
-        if loaded.issue is not None and status == "ready" and not problems:
+        if loaded.issue is not None and status == "ready" and not errors:
             issues.append(loaded.issue)
         else:
-            skipped.append(Skipped(folder.name, tuple(problems)))
+            skipped.append(Skipped(folder.name, tuple(errors)))
     issues.sort(key=lambda i: i.id, reverse=True)
     return Archive(tuple(issues), tuple(drafts), tuple(skipped))
-
-
-def _duplicate_slugs(issue: Issue | None) -> list[Problem]:
-    # 01-x.md and 02-x.md would share one URL and one #x anchor; `check` does not catch it.
-    seen: dict[str, Summary] = {}
-    problems = []
-    for summary in issue.summaries if issue else ():
-        if summary.slug in seen:
-            problems.append(Problem(summary.path, 1, "error", f"slug {summary.slug!r} is also the slug of "
-                                    f"{seen[summary.slug].path.name}: each summary needs its own URL"))
-        seen.setdefault(summary.slug, summary)
-    return problems
 
 
 # --- what the templates see ------------------------------------------------------------------------

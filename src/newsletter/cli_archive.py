@@ -11,9 +11,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from newsletter import archive
 from newsletter.cli import _plural, _ws, app, console, fail_cleanly
 
-DEFAULT_FOLDER = "site"
-
-
 @app.command("archive")
 @fail_cleanly
 def build_archive(
@@ -22,7 +19,7 @@ def build_archive(
 ) -> None:
     """Build the web archive of every ready issue (pages per issue, summary and topic; Atom feeds)."""
     ws = _ws(ctx)
-    target = out if out is not None else ws.root / DEFAULT_FOLDER
+    target = out if out is not None else ws.root / archive.DEFAULT_FOLDER
     found = archive.collect(ws)
     for skipped in found.skipped:
         for problem in skipped.problems:

@@ -23,9 +23,6 @@ class Links:
         digest = hmac.digest(self._key, email.lower().encode("utf-8"), "sha256")  # the one-shot C path
         return base64.urlsafe_b64encode(digest[:16]).rstrip(b"=").decode("ascii")
 
-    def view_in_browser(self, issue_id: str) -> str:
-        return f"{self.base_url}/{issue_id}/"
-
     def unsubscribe(self, token: str) -> str:
         return f"{self.base_url}/unsubscribe/?t={token}"
 

@@ -37,6 +37,8 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import watchfiles
 
+from newsletter import urls
+from newsletter.archive import DEFAULT_FOLDER as SITE_FOLDER
 from newsletter.checks import check_folder, check_sizes
 from newsletter.content import Issue
 from newsletter.errors import ContentError, NewsletterError, Problem, errors_in
@@ -55,6 +57,7 @@ DESKTOP_WIDTH = 800
 POLL_MS = 500
 HTML = "text/html; charset=utf-8"
 TEXT = "text/plain; charset=utf-8"
+ATOM = "application/atom+xml; charset=utf-8"
 
 
 class _NotFound(NewsletterError):
@@ -222,6 +225,8 @@ class Preview:
                 return self._index(snap, topics)
             if match := re.fullmatch(r"/variant/([\w+]+)", path):
                 return self._variant(snap, match.group(1), topics)
+            if path.startswith("/site/"):
+                return self._site_file(path.removeprefix("/site/"))
             if match := re.fullmatch(r"/raw/([\w+]+)\.(html|txt)", path):
                 page, text = snap.filled(match.group(1))
                 return Response(200, page) if match.group(2) == "html" else Response(200, text, TEXT)
@@ -232,6 +237,29 @@ class Preview:
             problems = err.problems if isinstance(err, ContentError) else []
             body = f"<p class=\"error\">{_e(err)}</p>{_problem_list(problems, self.settings.root)}"
             return Response(500, _page(f"{self.issue_id}: cannot show this", body, version))
+
+    def _site_file(self, relative: str) -> Response:
+        """A page of the archive built by `newsletter archive` into site/, as it will be published."""
+        site = (self.settings.root / SITE_FOLDER).resolve()
+        target = (site / relative).resolve()
+        if target.is_dir():
+            target = target / "index.html"
+        if not target.is_relative_to(site) or not target.is_file():
+            raise _NotFound(f"no page {relative} in {SITE_FOLDER}/ (run `newsletter archive`)")
+        kind = {".html": HTML, ".xml": ATOM}.get(target.suffix, TEXT)
+        return Response(200, target.read_text(encoding="utf-8"), kind)
+
+    def _archive_link(self, issue: Issue) -> str:
+        public = urls.issue_url(self.settings, issue.id)
+        if issue.status == "ready":
+            note = "written by `newsletter archive`"
+            page = self.settings.root / SITE_FOLDER / urls.issue_path(issue.id) / "index.html"
+            if page.is_file():
+                note += f' · <a href="/site/{urls.issue_path(issue.id)}">local copy in {SITE_FOLDER}/</a>'
+        else:
+            note = "a draft is left out of the archive until its status is ready"
+        return (f'<p class="archive">Web page of this issue (the email\'s "view in browser"): '
+                f'<a href="{_e(public)}">{_e(public)}</a> — {note}</p>')
 
     def _index(self, snap: Snapshot, topics: str) -> Response:
         notice = ""
@@ -245,7 +273,7 @@ class Preview:
         problems = list(snap.problems)
         if issue is not None:
             problems += check_sizes(issue, snap.renderer)  # renders the full issue, cached for the table
-            variants = _summaries_table(issue) + _variants_table(snap)
+            variants = self._archive_link(issue) + _summaries_table(issue) + _variants_table(snap)
         else:
             variants = "<p>Fix the errors above: this page reloads when a file is saved.</p>"
         form = (f'<form action="/" method="get"><label>What does a reader get? Their topics: '

@@ -20,6 +20,7 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
+from newsletter import urls
 from newsletter.content import Issue, Summary
 from newsletter.errors import ConfigError
 from newsletter.render import markdown
@@ -63,7 +64,7 @@ class SummaryView:
     topics: tuple[str, ...]  # display names
     body: str  # Markdown
     implications: str  # Markdown
-    web_url: str  # this summary in the web version of the full issue
+    web_url: str  # this summary's own page in the web archive
 
 
 @dataclass(frozen=True)
@@ -128,8 +129,8 @@ class Renderer:
         return selections(issue)
 
     def view_url(self, issue: Issue) -> str:
-        """The web version of the full issue ("view in browser")."""
-        return f"{self.settings.base_url}/{issue.id}/"
+        """The web version of the full issue ("view in browser"): its archive page."""
+        return urls.issue_url(self.settings, issue.id)
 
     def render(self, issue: Issue, slugs: Iterable[str] | None = None) -> Variant:
         """Render ``issue`` for the summaries ``slugs`` (None: all), shown in issue order.
@@ -169,7 +170,7 @@ class Renderer:
         """The template context of one variant: shared by the HTML and text templates."""
         settings = self.settings
         view_url = self.view_url(issue)
-        views = [self._view(s, n, view_url) for n, s in enumerate(issue.summaries, 1)]
+        views = [self._view(s, n, urls.summary_url(settings, issue.id, s.slug)) for n, s in enumerate(issue.summaries, 1)]
         shown = [v for v in views if v.slug in chosen]
         left_out = [v for v in views if v.slug not in chosen]
         return {
@@ -194,7 +195,7 @@ class Renderer:
         }
 
     @staticmethod
-    def _view(summary: Summary, number: int, view_url: str) -> SummaryView:
+    def _view(summary: Summary, number: int, web_url: str) -> SummaryView:
         return SummaryView(
             number=number,
             slug=summary.slug,
@@ -206,5 +207,5 @@ class Renderer:
             topics=tuple(t.name for t in summary.topics),
             body=summary.body,
             implications=summary.implications,
-            web_url=f"{view_url}#{summary.slug}",
+            web_url=web_url,
         )
