@@ -69,6 +69,9 @@ def summary_with(**replace: str) -> str:
         (GOOD_SUMMARY.replace("\nBe empathic.\n", "\n"), 11, "error: the Practice Implications section is empty"),
         (GOOD_SUMMARY.replace("Smith and colleagues studied *empathy* in 120 therapists.\n", ""), 9, "error: empty body"),
         (GOOD_SUMMARY.replace('title: "Therapist', 'title: "Therapist: "'), 2, "error: invalid YAML in front matter"),
+        # PyYAML's wording, though libyaml parses first (sources.FAST_LOADER): one message either way.
+        (GOOD_SUMMARY.replace("topics:\n", "topics: [Empathy\nx:\n"), 6,
+         "error: invalid YAML in front matter: expected ',' or ']', but got ':'"),
         (GOOD_SUMMARY.replace("---\ntitle", "title", 1), 1, "error: missing front matter"),
         (GOOD_SUMMARY.replace('doi: "10.1037/pst0000001"', 'doi: "pst0000001"'), 4, "error: doi 'pst0000001' is not a DOI"),
         (GOOD_SUMMARY.replace('doi: "10.1037/pst0000001"', 'url: "www.example.org"'), 4, "error: url 'www.example.org' must be an absolute http(s) URL"),
