@@ -255,19 +255,18 @@ def read_issue(folder: Path, taxonomy: Taxonomy) -> Loaded:
         problems += found
         if summary is not None:
             summaries.append(summary)
-    first_with: dict[str, Summary] = {}
-    for summary in summaries:
-        key = " ".join(summary.title.casefold().split())
-        if key and key in first_with:
-            other = first_with[key].path.name
-            problems.append(Problem(summary.path, summary.line_of("title"), "error", f"duplicate title {summary.title!r}: {other} has the same one"))
-        first_with.setdefault(key, summary)
+    by_title: dict[str, Summary] = {}
     by_slug: dict[str, Summary] = {}
     for summary in summaries:
+        key = " ".join(summary.title.casefold().split())
+        if key and key in by_title:
+            other = by_title[key].path.name
+            problems.append(Problem(summary.path, summary.line_of("title"), "error", f"duplicate title {summary.title!r}: {other} has the same one"))
         if summary.slug in by_slug:
             # 01-x.md and 02-x.md would share one archive URL and one #x anchor in the email.
             problems.append(Problem(summary.path, 1, "error", f"slug {summary.slug!r} is also the slug of "
                                     f"{by_slug[summary.slug].path.name}: each summary needs its own URL (rename one file)"))
+        by_title.setdefault(key, summary)
         by_slug.setdefault(summary.slug, summary)
     if not any(SUMMARY_NAME.match(p.name) for p in folder.iterdir()):
         problems.append(Problem(folder, 1, "error", "issue has no summaries: add files named NN-slug.md"))

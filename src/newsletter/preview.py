@@ -39,6 +39,7 @@ import watchfiles
 
 from newsletter import urls
 from newsletter.archive import DEFAULT_FOLDER as SITE_FOLDER
+from newsletter.archive import INDEX
 from newsletter.checks import check_folder, check_sizes
 from newsletter.content import Issue
 from newsletter.errors import ContentError, NewsletterError, Problem, errors_in
@@ -218,6 +219,8 @@ class Preview:
         if path == "/favicon.ico":
             return Response(204, "", TEXT)
         try:
+            if path.startswith("/site/"):  # the built archive: files on disk, no snapshot needed
+                return self._site_file(path.removeprefix("/site/"))
             snap = self.snapshot()
             version = snap.version
             topics = query.get("topics", [""])[0]
@@ -225,8 +228,6 @@ class Preview:
                 return self._index(snap, topics)
             if match := re.fullmatch(r"/variant/([\w+]+)", path):
                 return self._variant(snap, match.group(1), topics)
-            if path.startswith("/site/"):
-                return self._site_file(path.removeprefix("/site/"))
             if match := re.fullmatch(r"/raw/([\w+]+)\.(html|txt)", path):
                 page, text = snap.filled(match.group(1))
                 return Response(200, page) if match.group(2) == "html" else Response(200, text, TEXT)
@@ -243,19 +244,18 @@ class Preview:
         site = (self.settings.root / SITE_FOLDER).resolve()
         target = (site / relative).resolve()
         if target.is_dir():
-            target = target / "index.html"
+            target = target / INDEX
         if not target.is_relative_to(site) or not target.is_file():
             raise _NotFound(f"no page {relative} in {SITE_FOLDER}/ (run `newsletter archive`)")
         kind = {".html": HTML, ".xml": ATOM}.get(target.suffix, TEXT)
         return Response(200, target.read_text(encoding="utf-8"), kind)
 
     def _archive_link(self, issue: Issue) -> str:
-        public = urls.issue_url(self.settings, issue.id)
+        public, path = urls.issue_url(self.settings, issue.id), urls.issue_path(issue.id)
         if issue.status == "ready":
             note = "written by `newsletter archive`"
-            page = self.settings.root / SITE_FOLDER / urls.issue_path(issue.id) / "index.html"
-            if page.is_file():
-                note += f' · <a href="/site/{urls.issue_path(issue.id)}">local copy in {SITE_FOLDER}/</a>'
+            if (self.settings.root / SITE_FOLDER / path / INDEX).is_file():
+                note += f' · <a href="/site/{path}">local copy in {SITE_FOLDER}/</a>'
         else:
             note = "a draft is left out of the archive until its status is ready"
         return (f'<p class="archive">Web page of this issue (the email\'s "view in browser"): '

@@ -11,9 +11,9 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from newsletter import collector
 from newsletter.backends import select_backend
 from newsletter.backends.base import Backend, Envelope, Recipient
-from newsletter import collector
 from newsletter.checks import check_folder
 from newsletter.content import Issue
 from newsletter.errors import BatchFailed, BatchInDoubt, ConfigError, ContentError, Problem, errors_in
@@ -126,6 +126,7 @@ def _chunks(items: Sequence[Subscriber], size: int) -> Iterable[Sequence[Subscri
         yield items[start : start + size]
 
 
+@collector.paused()
 def send_issue(
     sender: Sender,
     audience: Audience,
@@ -140,36 +141,35 @@ def send_issue(
     report = SendReport(issue.id, skipped=audience.skipped_by_reason(), dry_run=dry_run)
     readers = {r.key: r for group in audience.groups.values() for r in group}
     run_id = None if dry_run else ledger.start_run(issue.id)
-    with collector.paused():
-        try:
-            if run_id is not None:
-                _settle_in_doubt(sender, ledger, readers)
-                ledger.record_skipped(issue.id, ((r.key, reason) for r, reason in audience.skipped))
-            statuses = ledger.statuses(issue.id)
-            open_ = {None, "skipped", FAILED} | ({IN_DOUBT} if resend_in_doubt else set())
-            for selection, group in audience.groups.items():
-                pending = []
-                for reader in group:
-                    status = statuses.get(reader.key)
-                    if status in open_:
-                        pending.append(reader)
-                    elif status == SENT:
-                        report.already_sent += 1
-                    elif status == SENDING:
-                        report.elsewhere += 1
-                    else:
-                        report.in_doubt[reader.email] = "in doubt from an earlier run; resend with --resend-in-doubt"
-                progress(len(group) - len(pending))
-                if not pending:
-                    continue
-                variant = sender.variant(selection)
-                report.variants[variant.key] = len(pending)
-                for chunk in _chunks(pending, backend.batch_size):
-                    _send_batch(sender, ledger, chunk, variant, report, run_id, resend_in_doubt)
-                    progress(len(chunk))
-        finally:
-            if run_id is not None:
-                ledger.finish_run(run_id)
+    try:
+        if run_id is not None:
+            _settle_in_doubt(sender, ledger, readers)
+            ledger.record_skipped(issue.id, ((r.key, reason) for r, reason in audience.skipped))
+        statuses = ledger.statuses(issue.id)
+        open_ = {None, "skipped", FAILED} | ({IN_DOUBT} if resend_in_doubt else set())
+        for selection, group in audience.groups.items():
+            pending = []
+            for reader in group:
+                status = statuses.get(reader.key)
+                if status in open_:
+                    pending.append(reader)
+                elif status == SENT:
+                    report.already_sent += 1
+                elif status == SENDING:
+                    report.elsewhere += 1
+                else:
+                    report.in_doubt[reader.email] = "in doubt from an earlier run; resend with --resend-in-doubt"
+            progress(len(group) - len(pending))
+            if not pending:
+                continue
+            variant = sender.variant(selection)
+            report.variants[variant.key] = len(pending)
+            for chunk in _chunks(pending, backend.batch_size):
+                _send_batch(sender, ledger, chunk, variant, report, run_id, resend_in_doubt)
+                progress(len(chunk))
+    finally:
+        if run_id is not None:
+            ledger.finish_run(run_id)
     return report
 
 

@@ -166,16 +166,15 @@ def read_file(path: Path, taxonomy: Taxonomy, seen: dict[str, Subscriber],
     return found, problems
 
 
+@collector.paused()
 def read_subscribers(folder: Path, taxonomy: Taxonomy) -> SubscriberList:
     """Read every ``*.csv`` in ``folder`` (sorted by name)."""
     seen: dict[str, Subscriber] = {}
     topic_cache: dict[str, tuple[frozenset[str] | None, list[str]]] = {}
     subscribers: list[Subscriber] = []
     problems: list[Problem] = []
-    with collector.paused():
-        for path in sorted(folder.glob("*.csv")) if folder.is_dir() else []:
-            found, file_problems = read_file(path, taxonomy, seen, topic_cache)
-            subscribers += found
-            problems += file_problems
+    for path in sorted(folder.glob("*.csv")) if folder.is_dir() else []:
+        found, file_problems = read_file(path, taxonomy, seen, topic_cache)
+        subscribers += found
+        problems += file_problems
     return SubscriberList(subscribers, problems)
-
