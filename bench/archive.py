@@ -78,9 +78,9 @@ def main() -> None:
     args = parser.parse_args()
 
     t0 = time.perf_counter()
-    from newsletter import archive
+    from newsletter.web import archive
     from newsletter.settings import load_settings
-    from newsletter.workspace import Workspace
+    from newsletter.content.workspace import Workspace
 
     imported = time.perf_counter() - t0
     with tempfile.TemporaryDirectory() as tmp:
@@ -101,7 +101,7 @@ def main() -> None:
         size = sum(p.stat().st_size for p in (root / "site").rglob("*") if p.is_file())
         print(f"archive of {built.issues} issues, {built.summaries} summaries, {built.topics} topics: "
               f"{built.pages} pages, {built.feeds} feeds, {size / 1024:.0f} KB; {args.runs} runs, medians")
-        print(f"import newsletter.archive etc.  {imported * 1000:8.1f} ms")
+        print(f"import newsletter.web.archive etc.  {imported * 1000:8.1f} ms")
         print(f"rebuild (read, render, write)   {statistics.median(rebuilds) * 1000:8.1f} ms  "
               f"(min {min(rebuilds) * 1000:.1f}, max {max(rebuilds) * 1000:.1f})")
         print(f"  of which reading the issues   {statistics.median(reads) * 1000:8.1f} ms")

@@ -28,11 +28,12 @@ def main() -> None:
     args = parser.parse_args()
 
     t0 = time.perf_counter()
-    from newsletter.build import build_issue
+    from newsletter.render.build import build_issue
     from newsletter.errors import errors_in
-    from newsletter.render import Renderer, preview, selections, size_of
+    from newsletter.render.renderer import Renderer, fill_sample
+    from newsletter.render.sizes import size_of
     from newsletter.settings import load_settings
-    from newsletter.workspace import Workspace
+    from newsletter.content.workspace import Workspace
 
     imported = time.perf_counter() - t0
     ws = Workspace(load_settings(args.root))
@@ -47,7 +48,7 @@ def main() -> None:
     renderer = Renderer(ws.settings)
     first = renderer.render(issue)
     cold = time.perf_counter() - t0
-    chosen = list(selections(issue))
+    chosen = list(issue.selections())
     print(f"issue {issue.id}: {len(issue.summaries)} summaries, {len(chosen)} variants; {args.runs} runs, medians")
     print(f"import newsletter.render etc.   {imported * 1000:8.1f} ms")
     print(f"first render (cold process)     {cold * 1000:8.1f} ms  (Renderer() + full issue)")
@@ -64,7 +65,7 @@ def main() -> None:
                 t0 = time.perf_counter()
                 variant = renderer.render(issue, selection)
                 per_variant.setdefault(variant.key, []).append(time.perf_counter() - t0)
-                page, text = preview(variant, ws.settings.base_url)
+                page, text = fill_sample(variant, ws.settings.base_url)
                 sizes[variant.key] = (size_of(page), size_of(text))
     print(f"build, all {len(chosen)} variants          {statistics.median(builds) * 1000:8.1f} ms  "
           f"(min {min(builds) * 1000:.1f}, max {max(builds) * 1000:.1f})")

@@ -36,7 +36,7 @@ ISSUE = "2021-09"
 
 def make_folder(root: Path, readers: int) -> None:
     """A newsletter folder with the sample issues and ``readers`` synthetic readers."""
-    from newsletter.taxonomy import load_taxonomy
+    from newsletter.content.taxonomy import load_taxonomy
 
     shutil.copytree(REPO / "issues", root / "issues")
     shutil.copytree(root / "issues" / "2021-07", root / "issues" / ISSUE)
@@ -55,16 +55,16 @@ def make_folder(root: Path, readers: int) -> None:
 
 def run_one(root: Path, backend_name: str) -> dict[str, object]:
     """Run one send in this process, timing each phase (SendGrid: env points at the fake)."""
-    from newsletter.backends.null import NullBackend
-    from newsletter.backends.outbox import OutboxBackend
-    from newsletter.ledger import Ledger
-    from newsletter.links import Links
-    from newsletter.personalise import plan_audience
-    from newsletter.render import Renderer
-    from newsletter.send import Sender, send_issue
+    from newsletter.delivery.backends.null import NullBackend
+    from newsletter.delivery.backends.outbox import OutboxBackend
+    from newsletter.delivery.ledger import Ledger
+    from newsletter.delivery.links import Links
+    from newsletter.audience.personalise import plan_audience
+    from newsletter.render.renderer import Renderer
+    from newsletter.delivery.send import Sender, send_issue
     from newsletter.settings import load_settings, with_sample_defaults
-    from newsletter.subscribers import read_subscribers
-    from newsletter.workspace import Workspace
+    from newsletter.audience.subscribers import read_subscribers
+    from newsletter.content.workspace import Workspace
 
     phases: dict[str, float] = defaultdict(float)
     start = time.perf_counter()
@@ -78,7 +78,7 @@ def run_one(root: Path, backend_name: str) -> dict[str, object]:
     audience = plan_audience(issue, found.subscribers)
     phases["group"] = time.perf_counter() - t
 
-    from newsletter.backends import select_backend
+    from newsletter.delivery.backends import select_backend
 
     backend = {"null": NullBackend, "outbox": lambda: OutboxBackend(settings.outbox_dir),
                "sendgrid": lambda: select_backend(settings)}[backend_name]()

@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from newsletter.cli import app
-from newsletter.preview import Preview, PreviewServer, running
+from newsletter.web.preview import Preview, PreviewServer, running
 from newsletter.settings import load_settings
 
 REPO = Path(__file__).resolve().parents[1]

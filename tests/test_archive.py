@@ -15,12 +15,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from newsletter import archive
-from newsletter.citation import Author, parse_apa, parse_authors
-from newsletter.render import Renderer
+from newsletter.web import archive
+from newsletter.content.citation import Author, parse_apa, parse_authors
+from newsletter.render.renderer import Renderer
 from newsletter.render.variant import TOKENS
 from newsletter.settings import load_settings
-from newsletter.workspace import Workspace
+from newsletter.content.workspace import Workspace
 
 from conftest import GOOD_SUMMARY, Newsletter
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from newsletter import archive
+from newsletter.web import archive
 from newsletter.settings import load_settings
-from newsletter.workspace import Workspace
+from newsletter.content.workspace import Workspace
 
 from conftest import Newsletter
 

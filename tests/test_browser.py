@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Frame, Page, expect, sync_playwright
 
-from newsletter.content import Issue
-from newsletter.preview import PreviewServer
-from newsletter.render import Renderer
+from newsletter.content.model import Issue
+from newsletter.web.preview import PreviewServer
+from newsletter.render.renderer import Renderer
 from newsletter.settings import load_settings
-from newsletter.workspace import Workspace
+from newsletter.content.workspace import Workspace
 
 from conftest import REPO, Newsletter
 

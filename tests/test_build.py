@@ -7,9 +7,10 @@ from pathlib import Path
 
 from lxml import html as lxml_html
 
-from newsletter.render import Renderer, preview, size_of
+from newsletter.render.renderer import Renderer, fill_sample
+from newsletter.render.sizes import size_of
 from newsletter.settings import load_settings
-from newsletter.workspace import Workspace
+from newsletter.content.workspace import Workspace
 
 from conftest import GOOD_SUMMARY, Newsletter
 
@@ -105,7 +106,7 @@ def _issue_of_size(nl: Newsletter, target: int) -> None:
     def measure() -> int:
         ws = Workspace(load_settings(nl.root))
         renderer = Renderer(ws.settings)
-        return size_of(preview(renderer.render(ws.load("2030-01")), ws.settings.base_url)[0])
+        return size_of(fill_sample(renderer.render(ws.load("2030-01")), ws.settings.base_url)[0])
 
     write(0)
     write(target - measure())  # Markdown text is copied into the HTML byte for byte

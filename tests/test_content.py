@@ -8,10 +8,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from newsletter.checks import check_folder
-from newsletter.content import load_issue
+from newsletter.content.checks import check_folder
+from newsletter.content.loader import load_issue
 from newsletter.errors import ContentError
-from newsletter.taxonomy import load_taxonomy
+from newsletter.content.taxonomy import load_taxonomy
 
 from conftest import GOOD_SUMMARY, REPO, Newsletter
 
@@ -19,7 +19,7 @@ TAXONOMY = load_taxonomy(REPO / "issues" / "topics.yaml")
 
 
 def problems_of(folder: Path) -> list[str]:
-    return [p.format(folder.parent.parent) for p in check_folder(folder, TAXONOMY)]
+    return [p.format(folder.parent.parent) for p in check_folder(folder, TAXONOMY).problems]
 
 
 def only(lines: list[str], needle: str) -> str:
@@ -139,13 +139,13 @@ def test_every_shipped_sample_passes_check_or_fails_only_for_what_a_draft_lacks(
     folders = sorted(p for p in (REPO / "issues").iterdir() if p.is_dir())
     assert [f.name for f in folders] == ["2021-03", "2021-05", "2021-06", "2021-07", "2021-08"]
     for folder in folders:
-        issue_problems = check_folder(folder, TAXONOMY)
+        issue_problems = check_folder(folder, TAXONOMY).problems
         errors = [p for p in issue_problems if p.severity == "error"]
         if folder.name == "2021-03":
             assert load_issue.__name__ and [p.message for p in errors] == ["required field 'citation' is missing"]
         else:
             assert errors == [], folder
-    july = [p.message for p in check_folder(REPO / "issues" / "2021-07", TAXONOMY)]
+    july = [p.message for p in check_folder(REPO / "issues" / "2021-07", TAXONOMY).problems]
     assert "'Dalgillo and colleagues' does not match the first author 'Delgadillo' of the citation" in july
 
 
@@ -153,6 +153,6 @@ def test_every_shipped_sample_passes_check_or_fails_only_for_what_a_draft_lacks(
 @given(data=st.binary(max_size=400) | st.text(max_size=400).map(lambda t: ("---\n" + t).encode("utf-8", "surrogatepass")))
 def test_arbitrary_bytes_in_a_summary_give_problems_not_crashes(newsletter: Newsletter, data: bytes) -> None:
     folder = newsletter.issue(summaries={"01-fuzz.md": data, "02-ok.md": GOOD_SUMMARY})
-    problems = check_folder(folder, TAXONOMY)
+    problems = check_folder(folder, TAXONOMY).problems
     for problem in problems:
         assert problem.line >= 1 and problem.message

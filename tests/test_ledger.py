@@ -10,7 +10,7 @@ from pathlib import Path
 
 from sqlalchemy import update
 
-from newsletter.ledger import FAILED, IN_DOUBT, SENDING, SENT, SKIPPED, Ledger, runs
+from newsletter.delivery.ledger import FAILED, IN_DOUBT, SENDING, SENT, SKIPPED, Ledger, runs
 
 
 def url(tmp_path: Path) -> str:

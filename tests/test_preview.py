@@ -10,10 +10,10 @@ import sys
 import urllib.error
 import urllib.request
 
-from newsletter.preview import Preview, PreviewServer
-from newsletter.render import Renderer, preview
+from newsletter.web.preview import Preview, PreviewServer
+from newsletter.render.renderer import Renderer, fill_sample
 from newsletter.settings import load_settings
-from newsletter.workspace import Workspace
+from newsletter.content.workspace import Workspace
 
 from conftest import Newsletter
 
@@ -38,7 +38,7 @@ def test_raw_variant_is_the_email_as_built_without_the_reload_script(samples: Ne
                                                                         preview_server: PreviewServer) -> None:
     settings = load_settings(samples.root)
     issue = Workspace(settings).load("2021-07")
-    expected_html, expected_text = preview(Renderer(settings).render(issue, ["adverse-effects"]), settings.base_url)
+    expected_html, expected_text = fill_sample(Renderer(settings).render(issue, ["adverse-effects"]), settings.base_url)
     status, page, _ = get(f"{preview_server.url}raw/01.html")
     assert (status, page) == (200, expected_html)
     assert "<script" not in page

@@ -13,12 +13,14 @@ import time
 import pytest
 from lxml import html as lxml_html
 
-from newsletter.content import Issue
+from newsletter.content.model import Issue
 from newsletter.errors import RenderError
-from newsletter.render import GMAIL_CLIP_BYTES, Renderer, Variant, preview, selections, size_of
-from newsletter.render.markdown import to_html, to_text
+from newsletter.render.sizes import GMAIL_CLIP_BYTES, size_of
+from newsletter.render.renderer import Renderer, fill_sample
+from newsletter.render.variant import Variant
+from newsletter.content.markdown import to_html, to_text
 from newsletter.settings import load_settings
-from newsletter.workspace import Workspace
+from newsletter.content.workspace import Workspace
 
 from conftest import GOOD_SUMMARY, Newsletter
 
@@ -151,9 +153,9 @@ def test_selections_full_issue_first_then_every_subset_in_issue_order(rich: News
     ws = workspace(rich)
     issue = ws.load("2030-01")
     renderer = Renderer(ws.settings)
-    keys = [renderer.render(issue, s).key for s in selections(issue)]
+    keys = [renderer.render(issue, s).key for s in issue.selections()]
     assert keys == ["all", "01+02", "01+03", "02+03", "01", "02", "03"]
-    assert list(renderer.selections(issue))[3] == ("burnout", "dropout")
+    assert list(issue.selections())[3] == ("burnout", "dropout")
     with pytest.raises(ValueError, match="no summary 'nope'"):
         renderer.render(issue, ["nope"])
     with pytest.raises(ValueError, match="at least one"):
@@ -313,8 +315,8 @@ def test_sample_variants_are_well_under_gmail_clipping(samples: Newsletter) -> N
         loaded = ws.read(issue_id)
         if loaded.issue is None or any(p.severity == "error" for p in loaded.problems):
             continue
-        for selection in selections(loaded.issue):
-            page, _ = preview(renderer.render(loaded.issue, selection), ws.settings.base_url)
+        for selection in loaded.issue.selections():
+            page, _ = fill_sample(renderer.render(loaded.issue, selection), ws.settings.base_url)
             assert size_of(page) < 80 * 1024 < GMAIL_CLIP_BYTES, (issue_id, selection)
 
 
@@ -324,7 +326,7 @@ def test_sample_variants_are_well_under_gmail_clipping(samples: Newsletter) -> N
 def test_text_part_is_wrapped_and_complete(samples: Newsletter) -> None:
     for slugs in (None, ["therapist-burnout"]):
         variant, issue = render(samples, "2021-07", slugs)
-        text = preview(variant, "https://newsletter.example.org")[1]  # links as long as real ones
+        text = fill_sample(variant, "https://newsletter.example.org")[1]  # links as long as real ones
         for line in text.splitlines():
             assert len(line) <= 78 or re.fullmatch(r"\s*https?://\S+", line), line  # only a URL may run long
         for summary in issue.summaries:

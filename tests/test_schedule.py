@@ -29,12 +29,13 @@ import pytest
 from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import select
 
+from newsletter.delivery.ledger import Ledger
 from newsletter.errors import ConfigError
-from newsletter.ledger import Ledger
-from newsletter.schedule import (DONE, LATER, MONTHLY, NOT_SENT, SEND_AT, SENT, MonthlyTrigger, SendAtAttempts,
-                                 finish, missed_send_at, monthly_trigger, run_once, upcoming)
-from newsletter.scheduler import (MONTHLY_ID, Lease, build_scheduler, ensure_jobs, leases, running_scheduler,
-                                  stored_next_run)
+from newsletter.schedule.attempts import DONE, SendAtAttempts
+from newsletter.schedule.policy import MONTHLY, SEND_AT, MonthlyTrigger, missed_send_at, monthly_trigger, upcoming
+from newsletter.schedule.runner import Outcome, finish, run_once
+from newsletter.schedule.service import (MONTHLY_ID, Lease, build_scheduler, ensure_jobs, leases, running_scheduler,
+                                         stored_next_run)
 from newsletter.settings import Settings, load_settings
 
 from conftest import GOOD_SUMMARY, Newsletter
@@ -171,7 +172,7 @@ def test_the_month_issue_is_sent_once_and_the_author_told_each_time(newsletter: 
     newsletter.issue("2030-01")
     first = run_once(settings, JAN_1, kind=MONTHLY)
     finish(settings, first)
-    assert first.ok and [r.outcome for r in first.issues] == [SENT]
+    assert first.ok and [r.outcome for r in first.issues] == [Outcome.SENT]
     assert first.issues[0].send.sent == 2  # type: ignore[union-attr]  # ana (all) and ben (Empathy); cy unsubscribed
     files = sent(newsletter.root, "2030-01")
     assert len(files) == 2
@@ -205,7 +206,7 @@ def test_an_issue_that_cannot_go_is_not_sent_and_the_author_is_told_why(
         newsletter.issue("2030-01", summaries={"01-empathy.md": GOOD_SUMMARY.replace("  - Empathy\n", "  - Empathie\n")})
     report = run_once(settings, JAN_1, kind=MONTHLY)
     finish(settings, report)
-    assert not report.ok and [r.outcome for r in report.issues] == [NOT_SENT]
+    assert not report.ok and [r.outcome for r in report.issues] == [Outcome.NOT_SENT]
     assert sent(newsletter.root, "2030-01") == [] and ledger_counts(settings, "2030-01") == {}
     [told] = reports(newsletter.root)
     assert str(told["Subject"]).startswith(f"newsletter: 2030-01 NOT SENT ({case})")
@@ -245,7 +246,7 @@ def test_the_monthly_run_leaves_an_issue_with_a_later_send_at_alone(newsletter: 
     newsletter.issue("2030-01", meta=meta(send_at="2030-01-03T08:00:00+01:00"))
     report = run_once(settings, JAN_1, kind=MONTHLY)
     assert report.ok and [(r.outcome, r.reason) for r in report.issues] == [
-        (LATER, "waits for its send_at 2030-01-03T08:00:00+01:00, not the 1st")]
+        (Outcome.LATER, "waits for its send_at 2030-01-03T08:00:00+01:00, not the 1st")]
     assert report.subject() == "newsletter: 2030-01 waits for its send_at (1st of the month run, 2030-01-01 09:00 CET)"
     assert sent(newsletter.root, "2030-01") == []
 
@@ -258,7 +259,7 @@ def test_the_minute_check_sends_at_send_at_once_and_picks_up_an_edited_file(news
     newsletter.issue("2030-02", meta=meta("draft", send_at="2030-01-03T08:00:00"))  # naive: Oslo time
     assert run_once(settings, at - timedelta(seconds=30), kind=SEND_AT).issues == []
     due = run_once(settings, at + timedelta(seconds=30), kind=SEND_AT)
-    assert [(r.issue_id, r.outcome) for r in due.issues] == [("2030-01", SENT), ("2030-02", NOT_SENT)]
+    assert [(r.issue_id, r.outcome) for r in due.issues] == [("2030-01", Outcome.SENT), ("2030-02", Outcome.NOT_SENT)]
     assert due.issues[0].due == "send_at 2030-01-03T08:00:00+01:00"
     assert len(sent(newsletter.root, "2030-01")) == 2
     # a minute later: nothing new, and the draft is not reported again
@@ -266,11 +267,11 @@ def test_the_minute_check_sends_at_send_at_once_and_picks_up_an_edited_file(news
     # the author marks it ready: the next minute sends it, no restart
     newsletter.write("issues/2030-02/issue.md", meta("ready", send_at="2030-01-03T08:00:00"))
     later = run_once(settings, at + timedelta(seconds=150), kind=SEND_AT)
-    assert [(r.issue_id, r.outcome) for r in later.issues] == [("2030-02", SENT)]
+    assert [(r.issue_id, r.outcome) for r in later.issues] == [("2030-02", Outcome.SENT)]
     assert len(sent(newsletter.root, "2030-02")) == 2
     # the 1st of February knows it went out already
     feb = run_once(settings, datetime(2030, 2, 1, 9, 0, tzinfo=OSLO), kind=MONTHLY)
-    assert [(r.outcome, r.reason) for r in feb.issues] == [(LATER, "went out at its send_at 2030-01-03T08:00:00+01:00")]
+    assert [(r.outcome, r.reason) for r in feb.issues] == [(Outcome.LATER, "went out at its send_at 2030-01-03T08:00:00+01:00")]
 
 
 def test_a_send_at_missed_beyond_the_grace_is_not_sent_but_reported(newsletter: Newsletter,
@@ -280,7 +281,7 @@ def test_a_send_at_missed_beyond_the_grace_is_not_sent_but_reported(newsletter: 
     assert run_once(settings, JAN_1, kind=SEND_AT).issues == []
     report = run_once(settings, JAN_1, kind=MONTHLY)
     [run] = report.issues
-    assert (run.outcome, run.reason) == (NOT_SENT, "missed: its send_at 2029-12-27T08:00:00+01:00 passed more than "
+    assert (run.outcome, run.reason) == (Outcome.NOT_SENT, "missed: its send_at 2029-12-27T08:00:00+01:00 passed more than "
                                          "NEWSLETTER_MISFIRE_GRACE (3 days) ago; send it with `newsletter send 2030-01` "
                                          "or set a new send_at")
     assert missed_send_at(settings, JAN_1) == [("2030-01", datetime(2029, 12, 27, 8, 0, tzinfo=OSLO))]
@@ -288,7 +289,7 @@ def test_a_send_at_missed_beyond_the_grace_is_not_sent_but_reported(newsletter: 
     # sent by hand, it is no longer missed
     assert newsletter.cli("send", "2030-01", "--yes").exit_code == 0
     [run] = run_once(settings, JAN_1, kind=MONTHLY).issues
-    assert (run.outcome, run.short) == (LATER, "sent already") and missed_send_at(settings, JAN_1) == []
+    assert (run.outcome, run.short) == (Outcome.LATER, "sent already") and missed_send_at(settings, JAN_1) == []
 
 
 def test_next_lists_firsts_and_send_ats_with_the_issue_and_whether_it_is_ready(newsletter: Newsletter,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.ledger import Ledger
+from newsletter.delivery.ledger import Ledger
 
 from conftest import Newsletter
 
@@ -180,15 +180,15 @@ def test_two_sends_at_once_never_send_anyone_twice(samples: Newsletter) -> None:
 
 KILLER = r'''
 import os, signal, sys
-from newsletter.backends.null import NullBackend
-from newsletter.ledger import Ledger
-from newsletter.links import Links
-from newsletter.personalise import plan_audience
-from newsletter.render import Renderer
-from newsletter.send import Sender, send_issue
+from newsletter.delivery.backends.null import NullBackend
+from newsletter.delivery.ledger import Ledger
+from newsletter.delivery.links import Links
+from newsletter.audience.personalise import plan_audience
+from newsletter.render.renderer import Renderer
+from newsletter.delivery.send import Sender, send_issue
 from newsletter.settings import load_settings, with_sample_defaults
-from newsletter.subscribers import read_subscribers
-from newsletter.workspace import Workspace
+from newsletter.audience.subscribers import read_subscribers
+from newsletter.content.workspace import Workspace
 
 
 class DiesInFlight(NullBackend):

@@ -8,9 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from newsletter.backends.sendgrid import PayloadError, SendGridBackend, validate
+from newsletter.delivery.backends.sendgrid import PayloadError, SendGridBackend, validate
 from newsletter.errors import BatchFailed
-from newsletter.ledger import Ledger
+from newsletter.delivery.ledger import Ledger
 
 from conftest import Newsletter
 from fake_sendgrid import FakeSendGrid

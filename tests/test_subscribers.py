@@ -8,10 +8,10 @@ from email_validator import validate_email
 from hypothesis import given
 from hypothesis import strategies as st
 
-from newsletter.content import load_issue
-from newsletter.personalise import NO_MATCH, plan_audience
-from newsletter.subscribers import normalize_email, read_subscribers
-from newsletter.taxonomy import load_taxonomy
+from newsletter.content.loader import load_issue
+from newsletter.audience.personalise import NO_MATCH, plan_audience
+from newsletter.audience.subscribers import normalize_email, read_subscribers
+from newsletter.content.taxonomy import load_taxonomy
 
 from conftest import GOOD_SUMMARY, REPO, Newsletter
 

@@ -2,9 +2,8 @@
 
 Three libraries, each with a trap this module handles where it is called:
 
-- **Jinja2** renders ``*.mjml.j2`` with autoescape on (MJML content *is*
-  HTML, so "r < .30" must arrive as ``r &lt; .30``) and ``StrictUndefined``
-  (a typo in a variable name fails the build instead of printing nothing).
+- **Jinja2** renders ``*.mjml.j2`` in the shared environment
+  (``environment.py``: autoescape, ``StrictUndefined``, line marks).
 - **mjml-python** (the Rust ``mrml``) raises a bare ``ValueError`` whose
   position, when it has one, is a byte span ``start:end`` in the MJML it was
   given, not a line: ``sourcemap`` maps it back to a template and line. It is
@@ -21,21 +20,18 @@ from __future__ import annotations
 
 import logging
 import re
-import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import cssutils
-from jinja2 import (Environment, FileSystemLoader, StrictUndefined, TemplateError, TemplateNotFound,
-                    TemplateSyntaxError)
-from markupsafe import Markup
+from jinja2 import Environment
 from mjml import mjml2html
 from premailer import Premailer
 
 from newsletter.errors import RenderError
-from newsletter.render.sourcemap import LineMarks, SourceMap, find_imbalance
-from newsletter.render.variant import Placeholder, defuse
+from newsletter.render.environment import render_template
+from newsletter.render.sourcemap import SourceMap, find_imbalance
 
 # cssutils logs every vendor property (mso-*, -webkit-*) it does not know as an
 # ERROR; they are deliberate in email CSS.
@@ -48,58 +44,16 @@ _SPAN = re.compile(r"at position (\d+):(\d+)")
 _UNKNOWN_ELEMENT = re.compile(r"<(mj-[a-z-]+)(?=[\s/>])")
 
 
-def finalize(value: Any) -> Any:
-    """Applied to every ``{{ }}``: author text can never forge a placeholder token."""
-    if isinstance(value, Placeholder):
-        return value
-    if isinstance(value, Markup):
-        return Markup(defuse(str(value)))
-    if isinstance(value, str):
-        return defuse(value)
-    return value
-
-
-def template_error(err: TemplateError, templates_dir: Path) -> RenderError:
-    """A Jinja error as ``templates/NAME:LINE: message``."""
-    if isinstance(err, TemplateNotFound):
-        return RenderError(f"{templates_dir.name}/{err.name}: template not found in {templates_dir}")
-    name, line = None, None
-    if isinstance(err, TemplateSyntaxError):
-        name, line = err.name, err.lineno
-    else:
-        # Runtime errors (UndefinedError...) carry no position; Jinja rewrites
-        # the traceback so the template's frames point at template lines.
-        for frame in reversed(traceback.extract_tb(err.__traceback__)):
-            path = Path(frame.filename)
-            if path.parent == templates_dir or templates_dir in path.parents:
-                name, line = path.relative_to(templates_dir).as_posix(), frame.lineno
-                break
-    where = f"{templates_dir.name}/{name}:{line}" if name else f"{templates_dir.name}"
-    return RenderError(f"{where}: {type(err).__name__}: {err.message or err}")
-
-
 class MjmlRenderer:
     """Renders a layout template to the final, inlined HTML of an email."""
 
-    def __init__(self, templates_dir: Path, filters: Mapping[str, Callable[..., Any]]) -> None:
+    def __init__(self, env: Environment, templates_dir: Path) -> None:
+        self.env = env
         self.templates_dir = templates_dir
-        self.env = Environment(
-            loader=FileSystemLoader(templates_dir),
-            extensions=[LineMarks],
-            autoescape=True,
-            undefined=StrictUndefined,
-            trim_blocks=True,
-            lstrip_blocks=True,
-            finalize=finalize,
-        )
-        self.env.filters.update(filters)
 
     def mjml(self, template: str, context: Mapping[str, Any]) -> SourceMap:
         """The MJML the template produces, with where each template line's text is."""
-        try:
-            return SourceMap.strip(self.env.get_template(template).render(context))
-        except TemplateError as err:
-            raise template_error(err, self.templates_dir) from err
+        return SourceMap.strip(render_template(self.env, template, context, self.templates_dir))
 
     def render(self, template: str, context: Mapping[str, Any]) -> str:
         """Template → MJML → HTML with CSS inlined, starting with ``<!DOCTYPE html>``."""

@@ -31,6 +31,9 @@ class LineMarks(Extension):
 
     def filter_stream(self, stream: TokenStream) -> Iterator[Token]:
         name = stream.name or "?"
+        if not name.endswith(".mjml.j2"):  # only MJML needs mapping back (and text must stay clean)
+            yield from stream
+            return
         for token in stream:
             if token.type != "data":
                 yield token

@@ -118,10 +118,3 @@ class Variant:
         if missing or unknown:
             raise ValueError(f"with_tags needs exactly {sorted(TOKENS)}; missing {missing}, unknown {unknown}")
         return {TOKENS[key]: tag for key, tag in mapping.items()}
-
-
-def variant_key(positions: list[int], total: int) -> str:
-    """``all`` for every summary, else the 1-based positions as ``01+03``."""
-    if len(positions) == total:
-        return "all"
-    return "+".join(f"{p:02d}" for p in positions)

@@ -1,0 +1,99 @@
+"""One RFC 5322 message for one reader: headers, text part first, HTML part.
+
+The stdlib ``email`` package takes ~9 ms to build and serialise one 40 KB
+newsletter (its quoted-printable encoder is pure Python); a send writes one
+per reader. So the message is assembled here from parts the stdlib encodes
+quickly: ``binascii`` base64 for the bodies, ``email.utils`` and
+``email.header`` for the headers. Tests parse every part back with ``email``.
+"""
+
+from __future__ import annotations
+
+import binascii
+import re
+import uuid
+from functools import lru_cache
+from datetime import datetime
+from email.header import Header
+from email.utils import format_datetime, formataddr, parseaddr
+
+from newsletter.delivery.backends.base import Envelope, Recipient
+
+CRLF = "\r\n"
+
+
+_LINES = re.compile(b".{1,76}", re.DOTALL)
+
+
+@lru_cache(maxsize=64)
+def _sender(sender: str) -> tuple[str, str]:
+    """(encoded From value, domain): the same for every message of a send."""
+    name, address = parseaddr(sender)
+    return encode_address(name, address), address.rsplit("@", 1)[-1] if "@" in address else "localhost"
+
+
+def domain_of(sender: str) -> str:
+    return _sender(sender)[1]
+
+
+def message_id(envelope: Envelope, recipient: Recipient) -> str:
+    """Stable per issue and reader, so a resend is recognisably the same message."""
+    test = f".test-{envelope.variant.key.replace('+', '-')}-{envelope.batch_id}" if envelope.test else ""
+    return f"<{envelope.issue_id}.{recipient.token}{test}@{domain_of(envelope.sender)}>"
+
+
+def _one_line(value: str) -> str:
+    # A line break in a header value would start a header of the author's or
+    # a reader's choosing (header injection).
+    return " ".join(value.split())
+
+
+def encode_header(value: str) -> str:
+    """An unstructured header value, RFC 2047-encoded only if it is not ASCII."""
+    value = _one_line(value)
+    if value.isascii():
+        return value
+    return Header(value, "utf-8", maxlinelen=998).encode()
+
+
+def encode_address(name: str, address: str) -> str:
+    name, address = _one_line(name), _one_line(address)
+    return formataddr((name, address), charset="utf-8") if name else address
+
+
+def _base64(text: str) -> bytes:
+    # binascii in one call, then 76-column lines (RFC 2045): ~20x faster than
+    # base64.encodebytes, and binascii's quoted-printable is slower still.
+    encoded = binascii.b2a_base64(text.encode("utf-8"), newline=False)
+    return b"\r\n".join(_LINES.findall(encoded))
+
+
+def build_message(envelope: Envelope, recipient: Recipient, when: datetime) -> bytes:
+    """The whole message as bytes, CRLF line endings."""
+    html, text = envelope.variant.fill(recipient.name, recipient.unsubscribe_url, recipient.preferences_url)
+    # "=_" never occurs in base64 output, so it cannot clash with the body.
+    boundary = f"=_{uuid.uuid4().hex}"
+    unsubscribe = f"<{recipient.unsubscribe_url}>"
+    if recipient.unsubscribe_mailto:
+        unsubscribe += f", <{recipient.unsubscribe_mailto}>"
+    headers = [
+        f"From: {_sender(envelope.sender)[0]}",
+        f"To: {encode_address(recipient.name, recipient.email)}",
+        *([f"Reply-To: {encode_address(*parseaddr(envelope.reply_to))}"] if envelope.reply_to else []),
+        f"Subject: {encode_header(envelope.subject)}",
+        f"Date: {format_datetime(when)}",
+        f"Message-ID: {message_id(envelope, recipient)}",
+        f"List-Unsubscribe: {unsubscribe}",
+        "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
+        "MIME-Version: 1.0",
+        f'Content-Type: multipart/alternative; boundary="{boundary}"',
+    ]
+    head = CRLF.join(headers) + CRLF + CRLF
+    part = ('--{b}\r\nContent-Type: text/{kind}; charset="utf-8"\r\n'
+            "Content-Transfer-Encoding: base64\r\n\r\n")
+    return b"".join((
+        head.encode("ascii"),
+        part.format(b=boundary, kind="plain").encode("ascii"), _base64(text), b"\r\n",
+        part.format(b=boundary, kind="html").encode("ascii"), _base64(html), b"\r\n",
+        f"--{boundary}--\r\n".encode("ascii"),
+    ))

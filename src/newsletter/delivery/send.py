@@ -1,0 +1,270 @@
+"""Sending an issue: audience → claim → hand over → record, batch by batch.
+
+The ledger makes it safe to run again at any time: readers already sent are
+left alone, a batch whose fate is unknown is reported as in doubt and only
+resent when asked, and two runs at once split the readers between them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from newsletter.audience.personalise import Audience, plan_audience
+from newsletter.audience.subscribers import Subscriber, read_subscribers
+from newsletter.content.checks import Checked
+from newsletter.content.model import Issue, Selection
+from newsletter.content.workspace import Workspace
+from newsletter.delivery.backends import select_backend
+from newsletter.delivery.backends.base import Backend, Envelope, Recipient
+from newsletter.delivery.ledger import FAILED, IN_DOUBT, SENDING, SENT, SKIPPED, Ledger
+from newsletter.delivery.links import Links
+from newsletter.errors import BatchFailed, BatchInDoubt, ConfigError, ContentError, Problem, errors_in
+from newsletter.render.renderer import Renderer
+from newsletter.render.variant import Variant
+from newsletter.settings import unset_for_sending, with_sample_defaults
+from newsletter.support import collector
+from newsletter.support.batches import chunks
+
+TEST_PREFIX = "[TEST] "
+
+
+@dataclass
+class SendReport:
+    """What a run did; ``failed`` and ``in_doubt`` map address → reason."""
+
+    issue_id: str
+    sent: int = 0
+    already_sent: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+    in_doubt: dict[str, str] = field(default_factory=dict)
+    elsewhere: int = 0  # being sent by another run right now
+    variants: dict[str, int] = field(default_factory=dict)
+    dry_run: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+@dataclass
+class Sender:
+    """Everything a send needs, built once per run."""
+
+    issue: Issue
+    backend: Backend
+    renderer: Renderer
+    links: Links
+    sender: str
+    reply_to: str | None = None
+    _variants: dict[tuple[str, ...], Variant] = field(default_factory=dict)
+
+    def variant(self, selection: tuple[str, ...]) -> Variant:
+        if selection not in self._variants:
+            self._variants[selection] = self.renderer.render(self.issue, list(selection))
+        return self._variants[selection]
+
+    def recipient(self, reader: Subscriber) -> Recipient:
+        token = self.links.token(reader.email)
+        return Recipient(reader.email, reader.name, token, self.links.unsubscribe(token),
+                         self.links.preferences(token), self.links.unsubscribe_mailto(token))
+
+    def envelope(self, variant: Variant, batch_id: str, test: bool = False) -> Envelope:
+        subject = (TEST_PREFIX if test else "") + self.issue.subject
+        return Envelope(self.issue.id, variant, subject, self.sender, self.reply_to, batch_id, test)
+
+
+def prepare(ws: Workspace, checked: Checked, *, test: bool = False) -> tuple[Sender, list[str]]:
+    """The Sender for a checked issue, and warnings to show.
+
+    Refuses an issue that fails ``check``, a draft (unless for a test send),
+    and a real send without sender, postal address and secret.
+    """
+    settings = ws.settings
+    issue_id = checked.issue_id
+    issue = checked.issue
+    if issue is None:
+        raise ContentError(f"issue {issue_id} fails `newsletter check`; nothing was sent", checked.errors)
+    if issue.status != "ready" and not test:
+        raise ContentError(f"issue {issue_id} is a draft: set `status: ready` in issues/{issue_id}/issue.md to send it")
+    backend = select_backend(settings)
+    warnings = []
+    if backend.name == "outbox":
+        settings, filled = with_sample_defaults(settings)
+        if filled:
+            warnings.append(f"{', '.join(filled)} not set: using sample values (fine for the outbox, refused for a real send)")
+    elif unset := unset_for_sending(settings):
+        raise ConfigError(f"a real send needs {', '.join(unset)}; set them in the environment or {settings.root}/.env")
+    sender = Sender(issue, backend, Renderer(settings), Links(settings), settings.from_address, settings.reply_to or None)
+    return sender, warnings
+
+
+def plan(ws: Workspace, issue: Issue, *, strict: bool = False,
+         suppressed: Mapping[str, str] | None = None) -> tuple[Audience, list[Problem]]:
+    """Who gets which variant of ``issue``; problems with the subscriber files.
+
+    ``suppressed`` is the provider's do-not-send list (see ``sync_suppressions``).
+    """
+    found = read_subscribers(ws.settings.subscribers_dir, ws.taxonomy)
+    if strict and errors_in(found.problems):
+        raise ContentError("subscriber files have errors (--strict): nothing was sent", found.problems)
+    audience = plan_audience(issue, found.subscribers, send_unmatched=ws.settings.send_unmatched, suppressed=suppressed)
+    return audience, found.problems
+
+
+def sync_suppressions(backend: Backend, ledger: Ledger) -> int | None:
+    """Copy the provider's suppression lists into the ledger; how many (None: it keeps none)."""
+    found = backend.suppressions()
+    if found is None:
+        return None
+    ledger.replace_suppressions(found)
+    return len(found)
+
+
+@dataclass
+class Plan:
+    """A send about to happen: who gets what, through which backend, and what to tell the user first."""
+
+    sender: Sender
+    audience: Audience
+    problems: list[Problem]  # with the subscriber files (rows left out)
+    warnings: list[str]  # about the settings
+    synced: int | None  # addresses on the provider's suppression lists (None: not synced)
+
+
+def send(ws: Workspace, checked: Checked, ledger: Ledger, *, strict: bool = False, dry_run: bool = False,
+         resend_in_doubt: bool = False, go_ahead: Callable[[Plan], bool] = lambda plan: True,
+         progress: Callable[[int], None] = lambda n: None) -> tuple[Plan, SendReport | None]:
+    """The one way an issue is sent, by ``newsletter send`` and by the scheduler alike.
+
+    prepare → sync the provider's suppressions (not in a dry run: it stays
+    offline) → plan the audience → ``go_ahead(plan)`` (the command shows the
+    plan and may ask; False stops here, and the report is None) → send.
+    """
+    sender, warnings = prepare(ws, checked)
+    synced = None if dry_run else sync_suppressions(sender.backend, ledger)
+    audience, problems = plan(ws, sender.issue, strict=strict, suppressed=ledger.suppressed())
+    planned = Plan(sender, audience, problems, warnings, synced)
+    if not go_ahead(planned):
+        return planned, None
+    report = send_issue(sender, audience, ledger, dry_run=dry_run, resend_in_doubt=resend_in_doubt, progress=progress)
+    return planned, report
+
+
+@collector.paused()
+def send_issue(
+    sender: Sender,
+    audience: Audience,
+    ledger: Ledger,
+    *,
+    dry_run: bool = False,
+    resend_in_doubt: bool = False,
+    progress: Callable[[int], None] = lambda n: None,
+) -> SendReport:
+    """Send ``audience`` the issue through the backend, recording every outcome."""
+    issue, backend = sender.issue, sender.backend
+    report = SendReport(issue.id, skipped=audience.skipped_by_reason(), dry_run=dry_run)
+    readers = {r.key: r for group in audience.groups.values() for r in group}
+    run_id = None if dry_run else ledger.start_run(issue.id)
+    try:
+        if run_id is not None:
+            _settle_in_doubt(sender, ledger, readers)
+            ledger.record_skipped(issue.id, ((r.key, reason) for r, reason in audience.skipped))
+        statuses = ledger.statuses(issue.id)
+        open_ = {None, SKIPPED, FAILED} | ({IN_DOUBT} if resend_in_doubt else set())
+        for selection, group in audience.groups.items():
+            pending = []
+            for reader in group:
+                status = statuses.get(reader.key)
+                if status in open_:
+                    pending.append(reader)
+                elif status == SENT:
+                    report.already_sent += 1
+                elif status == SENDING:
+                    report.elsewhere += 1
+                else:
+                    report.in_doubt[reader.email] = "in doubt from an earlier run; resend with --resend-in-doubt"
+            progress(len(group) - len(pending))
+            if not pending:
+                continue
+            variant = sender.variant(selection)
+            report.variants[variant.key] = len(pending)
+            for chunk in chunks(pending, backend.batch_size):
+                _send_batch(sender, ledger, chunk, variant, report, run_id, resend_in_doubt)
+                progress(len(chunk))
+    finally:
+        if run_id is not None:
+            ledger.finish_run(run_id)
+    return report
+
+
+def _send_batch(sender: Sender, ledger: Ledger, chunk: Sequence[Subscriber], variant: Variant,
+                report: SendReport, run_id: str | None, resend_in_doubt: bool) -> None:
+    issue_id, backend = sender.issue.id, sender.backend
+    batch_id = uuid.uuid4().hex
+    if run_id is None:  # dry run: build the payload, hand nothing over, write nothing
+        backend.build(sender.envelope(variant, batch_id), [sender.recipient(r) for r in chunk])
+        report.sent += len(chunk)
+        return
+    claimed = set(ledger.claim(issue_id, [r.key for r in chunk], run_id=run_id, batch_id=batch_id,
+                               variant=variant.key, resend_in_doubt=resend_in_doubt))
+    report.elsewhere += len(chunk) - len(claimed)
+    mine = [r for r in chunk if r.key in claimed]
+    if not mine:
+        return
+    envelope = sender.envelope(variant, batch_id)
+    try:
+        payload = backend.build(envelope, [sender.recipient(r) for r in mine])
+    except BaseException:
+        ledger.release(batch_id)  # nothing was handed over
+        raise
+    try:
+        outcome = backend.post(envelope, payload)
+    except BatchFailed as err:
+        ledger.record_batch(issue_id, batch_id, FAILED, reason=err.reason)
+        report.failed.update({r.email: err.reason for r in mine})
+        return
+    except BatchInDoubt as err:
+        ledger.record_batch(issue_id, batch_id, IN_DOUBT, reason=err.reason)
+        report.in_doubt.update({r.email: err.reason for r in mine})
+        return
+    except Exception as err:
+        reason = f"unexpected {type(err).__name__} while handing over"
+        ledger.record_batch(issue_id, batch_id, IN_DOUBT, reason=reason)
+        raise
+    if outcome.failed:
+        ledger.record(issue_id, batch_id, failed=outcome.failed)
+        by_key = {r.key: r.email for r in mine}
+        report.failed.update({by_key[k]: why for k, why in outcome.failed.items()})
+    ledger.record_batch(issue_id, batch_id, SENT, message_id=outcome.message_id)
+    report.sent += len(mine) - len(outcome.failed)
+
+
+def _settle_in_doubt(sender: Sender, ledger: Ledger, readers: dict[str, Subscriber]) -> None:
+    """Turn dead runs' claims into in-doubt rows, and settle those the backend can tell about."""
+    issue_id = sender.issue.id
+    ledger.settle_orphans(issue_id)
+    doubtful = [r.email for r in ledger.rows(issue_id, [IN_DOUBT])]
+    recipients = [sender.recipient(readers[e]) for e in doubtful if e in readers]
+    arrived = sender.backend.delivered(issue_id, recipients) if recipients else None
+    if arrived is None:
+        return
+    ledger.resolve(issue_id, arrived, SENT)
+    ledger.resolve(issue_id, [r.key for r in recipients if r.key not in arrived], FAILED)
+
+
+def send_tests(sender: Sender, addresses: Sequence[str], selections: Iterable[Selection]) -> list[str]:
+    """Send every variant once to each test address; no ledger. Returns variant keys sent."""
+    recipients = [Recipient(a, "", sender.links.token(a), sender.links.unsubscribe(sender.links.token(a)),
+                            sender.links.preferences(sender.links.token(a)), None) for a in addresses]
+    keys = []
+    for selection in selections:
+        variant = sender.variant(selection)
+        envelope = sender.envelope(variant, uuid.uuid4().hex[:8], test=True)
+        outcome = sender.backend.send(envelope, recipients)
+        if outcome.failed:
+            raise BatchFailed("; ".join(f"{k}: {v}" for k, v in outcome.failed.items()))
+        keys.append(variant.key)
+    return keys
