@@ -23,9 +23,11 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-PARAGRAPH = ("Therapists in {n} clinics rated {topic} after every session, and patients reported outcomes "
-             "at intake, termination and follow-up. The effect was small (r = .{n}) but held across "
-             "orientations, settings and levels of experience; *most* patients improved. ") * 3
+PARAGRAPH = (
+    "Therapists in {n} clinics rated {topic} after every session, and patients reported outcomes "
+    "at intake, termination and follow-up. The effect was small (r = .{n}) but held across "
+    "orientations, settings and levels of experience; *most* patients improved. "
+) * 3
 
 
 def write_folder(root: Path, issues: int, per_issue: int) -> None:
@@ -43,7 +45,9 @@ def write_folder(root: Path, issues: int, per_issue: int) -> None:
         folder.mkdir()
         (folder / "issue.md").write_text(
             f'---\nsubject: "Issue {i}: research digest"\nintro: "This month I blog about study {i}."\n'
-            f"status: ready\n---\nA short editor's note for issue {i}.\n", encoding="utf-8")
+            f"status: ready\n---\nA short editor's note for issue {i}.\n",
+            encoding="utf-8",
+        )
         for n in range(1, per_issue + 1):
             chosen = rng.sample(topics, 3)
             listed = "".join(f"  - {t}\n" for t in chosen)
@@ -54,7 +58,8 @@ def write_folder(root: Path, issues: int, per_issue: int) -> None:
                 f'trial. Journal of Psychotherapy Research, {i + 1}({n}), {n * 10}–{n * 10 + 9}."\n'
                 f'doi: "10.1000/jpr.{year}.{i}.{n}"\ntopics:\n{listed}research_type: "Naturalistic study"\n---\n'
                 f"{body}\n\n## Practice Implications\n\n{PARAGRAPH.format(n=n, topic='the alliance')}\n",
-                encoding="utf-8")
+                encoding="utf-8",
+            )
 
 
 def copy_tree(files: dict[Path, bytes], target: Path) -> None:
@@ -78,9 +83,9 @@ def main() -> None:
     args = parser.parse_args()
 
     t0 = time.perf_counter()
-    from newsletter.web import archive
-    from newsletter.settings import load_settings
     from newsletter.content.workspace import Workspace
+    from newsletter.settings import load_settings
+    from newsletter.web import archive
 
     imported = time.perf_counter() - t0
     with tempfile.TemporaryDirectory() as tmp:
@@ -99,11 +104,15 @@ def main() -> None:
             rebuilds.append(time.perf_counter() - t0)
         assert built is not None
         size = sum(p.stat().st_size for p in (root / "site").rglob("*") if p.is_file())
-        print(f"archive of {built.issues} issues, {built.summaries} summaries, {built.topics} topics: "
-              f"{built.pages} pages, {built.feeds} feeds, {size / 1024:.0f} KB; {args.runs} runs, medians")
+        print(
+            f"archive of {built.issues} issues, {built.summaries} summaries, {built.topics} topics: "
+            f"{built.pages} pages, {built.feeds} feeds, {size / 1024:.0f} KB; {args.runs} runs, medians"
+        )
         print(f"import newsletter.web.archive etc.  {imported * 1000:8.1f} ms")
-        print(f"rebuild (read, render, write)   {statistics.median(rebuilds) * 1000:8.1f} ms  "
-              f"(min {min(rebuilds) * 1000:.1f}, max {max(rebuilds) * 1000:.1f})")
+        print(
+            f"rebuild (read, render, write)   {statistics.median(rebuilds) * 1000:8.1f} ms  "
+            f"(min {min(rebuilds) * 1000:.1f}, max {max(rebuilds) * 1000:.1f})"
+        )
         print(f"  of which reading the issues   {statistics.median(reads) * 1000:8.1f} ms")
         files = {p.relative_to(root / "site"): p.read_bytes() for p in (root / "site").rglob("*") if p.is_file()}
         floors = []

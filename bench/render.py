@@ -28,12 +28,12 @@ def main() -> None:
     args = parser.parse_args()
 
     t0 = time.perf_counter()
-    from newsletter.render.build import build_issue
+    from newsletter.content.workspace import Workspace
     from newsletter.errors import errors_in
+    from newsletter.render.build import build_issue
     from newsletter.render.renderer import Renderer, fill_sample
     from newsletter.render.sizes import size_of
     from newsletter.settings import load_settings
-    from newsletter.content.workspace import Workspace
 
     imported = time.perf_counter() - t0
     ws = Workspace(load_settings(args.root))
@@ -41,8 +41,10 @@ def main() -> None:
         issue = ws.load(args.issue)
     else:
         loaded = [ws.read(i) for i in ws.issue_ids()]
-        issues = [l.issue for l in loaded if l.issue is not None and not errors_in(l.problems)]
-        issue = max(issues, key=lambda i: (len(i.summaries), sum(len(s.body) + len(s.implications) for s in i.summaries)))
+        issues = [r.issue for r in loaded if r.issue is not None and not errors_in(r.problems)]
+        issue = max(
+            issues, key=lambda i: (len(i.summaries), sum(len(s.body) + len(s.implications) for s in i.summaries))
+        )
 
     t0 = time.perf_counter()
     renderer = Renderer(ws.settings)
@@ -67,17 +69,25 @@ def main() -> None:
                 per_variant.setdefault(variant.key, []).append(time.perf_counter() - t0)
                 page, text = fill_sample(variant, ws.settings.base_url)
                 sizes[variant.key] = (size_of(page), size_of(text))
-    print(f"build, all {len(chosen)} variants          {statistics.median(builds) * 1000:8.1f} ms  "
-          f"(min {min(builds) * 1000:.1f}, max {max(builds) * 1000:.1f})")
+    print(
+        f"build, all {len(chosen)} variants          {statistics.median(builds) * 1000:8.1f} ms  "
+        f"(min {min(builds) * 1000:.1f}, max {max(builds) * 1000:.1f})"
+    )
     for key, times in per_variant.items():
         html, text = sizes[key]
-        print(f"  render {key:<22} {statistics.median(times) * 1000:8.1f} ms  html {html / 1024:5.1f} KB, text {text / 1024:4.1f} KB")
+        print(
+            f"  render {key:<22} {statistics.median(times) * 1000:8.1f} ms  "
+            f"html {html / 1024:5.1f} KB, text {text / 1024:4.1f} KB"
+        )
 
     readers = 20_000
     t0 = time.perf_counter()
     for i in range(readers):
-        first.fill(f"Reader {i}", f"{ws.settings.base_url}/unsubscribe/?t={i:022d}",
-                   f"{ws.settings.base_url}/preferences/?t={i:022d}")
+        first.fill(
+            f"Reader {i}",
+            f"{ws.settings.base_url}/unsubscribe/?t={i:022d}",
+            f"{ws.settings.base_url}/preferences/?t={i:022d}",
+        )
     fill = (time.perf_counter() - t0) / readers
     print(f"fill, per reader                {fill * 1e6:8.1f} µs  ({readers:,} readers, full issue)")
 

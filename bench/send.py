@@ -40,7 +40,9 @@ def make_folder(root: Path, readers: int) -> None:
 
     shutil.copytree(REPO / "issues", root / "issues")
     shutil.copytree(root / "issues" / "2021-07", root / "issues" / ISSUE)
-    shutil.copy(root / "issues" / "2021-08" / "01-patients-crying.md", root / "issues" / ISSUE / "03-patients-crying.md")
+    shutil.copy(
+        root / "issues" / "2021-08" / "01-patients-crying.md", root / "issues" / ISSUE / "03-patients-crying.md"
+    )
     shutil.copytree(REPO / "templates", root / "templates")
     (root / "subscribers").mkdir()
     slugs = [t.slug for t in load_taxonomy(root / "issues" / "topics.yaml")]
@@ -55,16 +57,16 @@ def make_folder(root: Path, readers: int) -> None:
 
 def run_one(root: Path, backend_name: str) -> dict[str, object]:
     """Run one send in this process, timing each phase (SendGrid: env points at the fake)."""
+    from newsletter.audience.personalise import plan_audience
+    from newsletter.audience.subscribers import read_subscribers
+    from newsletter.content.workspace import Workspace
     from newsletter.delivery.backends.null import NullBackend
     from newsletter.delivery.backends.outbox import OutboxBackend
     from newsletter.delivery.ledger import Ledger
     from newsletter.delivery.links import Links
-    from newsletter.audience.personalise import plan_audience
-    from newsletter.render.renderer import Renderer
     from newsletter.delivery.send import Sender, send_issue
+    from newsletter.render.renderer import Renderer
     from newsletter.settings import load_settings, with_sample_defaults
-    from newsletter.audience.subscribers import read_subscribers
-    from newsletter.content.workspace import Workspace
 
     phases: dict[str, float] = defaultdict(float)
     start = time.perf_counter()
@@ -80,8 +82,11 @@ def run_one(root: Path, backend_name: str) -> dict[str, object]:
 
     from newsletter.delivery.backends import select_backend
 
-    backend = {"null": NullBackend, "outbox": lambda: OutboxBackend(settings.outbox_dir),
-               "sendgrid": lambda: select_backend(settings)}[backend_name]()
+    backend = {
+        "null": NullBackend,
+        "outbox": lambda: OutboxBackend(settings.outbox_dir),
+        "sendgrid": lambda: select_backend(settings),
+    }[backend_name]()
     posted: list[tuple[object, object]] = []
     if backend_name == "sendgrid":
         original_post = backend.post
@@ -106,8 +111,17 @@ def run_one(root: Path, backend_name: str) -> dict[str, object]:
 
         setattr(obj, name, wrapper)
 
-    for method in ("claim", "record_batch", "record", "record_skipped", "statuses", "settle_orphans",
-                   "start_run", "finish_run", "rows"):
+    for method in (
+        "claim",
+        "record_batch",
+        "record",
+        "record_skipped",
+        "statuses",
+        "settle_orphans",
+        "start_run",
+        "finish_run",
+        "rows",
+    ):
         timed(ledger, method, f"ledger.{method}" if os.environ.get("BENCH_DETAIL") else "ledger")
     timed(renderer, "render", "render")
     timed(backend, "build", "send (build messages)")
@@ -121,10 +135,17 @@ def run_one(root: Path, backend_name: str) -> dict[str, object]:
     extra: dict[str, object] = {}
     if backend_name == "sendgrid":
         extra = sendgrid_baselines(backend, posted, sender, audience)
-    return {**extra,
-        "backend": backend_name, "readers": len(found.subscribers), "sent": report.sent,
-        "variants": len(report.variants), "skipped": sum(report.skipped.values()), "failed": len(report.failed),
-        "total_s": total, "send_loop_s": send_total, "phases": measured,
+    return {
+        **extra,
+        "backend": backend_name,
+        "readers": len(found.subscribers),
+        "sent": report.sent,
+        "variants": len(report.variants),
+        "skipped": sum(report.skipped.values()),
+        "failed": len(report.failed),
+        "total_s": total,
+        "send_loop_s": send_total,
+        "phases": measured,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
 
@@ -142,10 +163,15 @@ def sendgrid_baselines(backend, posted, sender, audience) -> dict[str, object]: 
         variant = sender.renderer.render(sender.issue, list(selection))  # what a per-reader design does
         recipient = sender.recipient(reader)
         html, text = variant.fill(reader.name, recipient.unsubscribe_url, recipient.preferences_url)
-        client.mail.send.post(request_body={
-            "personalizations": [{"to": [{"email": reader.email}]}], "from": {"email": "digest@example.org"},
-            "subject": sender.issue.subject, "asm": {"group_id": 1},
-            "content": [{"type": "text/plain", "value": text}, {"type": "text/html", "value": html}]})
+        client.mail.send.post(
+            request_body={
+                "personalizations": [{"to": [{"email": reader.email}]}],
+                "from": {"email": "digest@example.org"},
+                "subject": sender.issue.subject,
+                "asm": {"group_id": 1},
+                "content": [{"type": "text/plain", "value": text}, {"type": "text/html", "value": html}],
+            }
+        )
     naive = (time.perf_counter() - t) / len(readers)
     return {"requests": len(posted), "floor_s": floor, "naive_per_reader_s": naive, "naive_sample": len(readers)}
 
@@ -156,8 +182,11 @@ def start_fake(latency: float = 0.0) -> tuple[subprocess.Popen[str], int]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, str(REPO / "tests" / "fake_sendgrid.py"), str(port), str(latency)],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO / "tests" / "fake_sendgrid.py"), str(port), str(latency)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
     return proc, port
 
@@ -167,8 +196,13 @@ def main() -> None:
     parser.add_argument("--readers", type=int, default=100_000)
     parser.add_argument("--outbox-readers", type=int, default=10_000)
     parser.add_argument("--no-sendgrid", action="store_true", help="skip the SendGrid mode")
-    parser.add_argument("--latency", type=float, default=0.0, metavar="MS",
-                        help="the fake SendGrid answers each request after this many ms (default 0: the local floor)")
+    parser.add_argument(
+        "--latency",
+        type=float,
+        default=0.0,
+        metavar="MS",
+        help="the fake SendGrid answers each request after this many ms (default 0: the local floor)",
+    )
     parser.add_argument("--child", nargs=2, metavar=("ROOT", "BACKEND"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -184,35 +218,53 @@ def main() -> None:
         fake = None
         if backend == "sendgrid":
             fake, port = start_fake(args.latency / 1000)
-            env.update(SENDGRID_API_KEY="SG.fake-key-for-tests.0123456789", SENDGRID_API_HOST=f"http://127.0.0.1:{port}",
-                       SENDGRID_ASM_GROUP_ID="1", NEWSLETTER_FROM="Digest <digest@example.org>",
-                       NEWSLETTER_POSTAL_ADDRESS="1 Research Way", NEWSLETTER_SECRET="bench")
+            env.update(
+                SENDGRID_API_KEY="SG.fake-key-for-tests.0123456789",
+                SENDGRID_API_HOST=f"http://127.0.0.1:{port}",
+                SENDGRID_ASM_GROUP_ID="1",
+                NEWSLETTER_FROM="Digest <digest@example.org>",
+                NEWSLETTER_POSTAL_ADDRESS="1 Research Way",
+                NEWSLETTER_SECRET="bench",
+            )
         try:
             with tempfile.TemporaryDirectory() as tmp:
                 root = Path(tmp) / "nl"
                 make_folder(root, readers)
-                out = subprocess.run([sys.executable, __file__, "--child", str(root), backend],
-                                     capture_output=True, text=True, check=True, env=env).stdout
+                out = subprocess.run(
+                    [sys.executable, __file__, "--child", str(root), backend],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                    env=env,
+                ).stdout
         finally:
             if fake is not None:
                 fake.terminate()
                 fake.wait()
         result = json.loads(out)
-        print(f"backend {backend}: {result['readers']:,} readers, {result['sent']:,} sent in "
-              f"{result['variants']} variants, {result['skipped']:,} skipped, {result['failed']} failed")
-        print(f"  total {result['total_s']:.2f} s ({result['sent'] / result['total_s']:,.0f} readers/s), "
-              f"peak memory {result['peak_rss_mb']:.0f} MB")
+        print(
+            f"backend {backend}: {result['readers']:,} readers, {result['sent']:,} sent in "
+            f"{result['variants']} variants, {result['skipped']:,} skipped, {result['failed']} failed"
+        )
+        print(
+            f"  total {result['total_s']:.2f} s ({result['sent'] / result['total_s']:,.0f} readers/s), "
+            f"peak memory {result['peak_rss_mb']:.0f} MB"
+        )
         for phase, seconds in result["phases"].items():
             print(f"  {phase:<24} {seconds:7.3f} s")
         if backend == "sendgrid":
             naive_total = result["naive_per_reader_s"] * result["sent"]
             print(f"  requests: {result['requests']} for {result['sent']:,} readers")
-            print(f"  floor (POST the same payloads only): {result['floor_s']:.2f} s -> ours is "
-                  f"{result['send_loop_s'] / result['floor_s']:.2f}x the floor (send loop), "
-                  f"{result['total_s'] / result['floor_s']:.2f}x (whole run)")
-            print(f"  naive (render + POST per reader, {result['naive_sample']:,}-reader sample): "
-                  f"{result['naive_per_reader_s'] * 1000:.1f} ms/reader -> {naive_total:,.0f} s extrapolated, "
-                  f"{naive_total / result['total_s']:,.0f}x slower than ours")
+            print(
+                f"  floor (POST the same payloads only): {result['floor_s']:.2f} s -> ours is "
+                f"{result['send_loop_s'] / result['floor_s']:.2f}x the floor (send loop), "
+                f"{result['total_s'] / result['floor_s']:.2f}x (whole run)"
+            )
+            print(
+                f"  naive (render + POST per reader, {result['naive_sample']:,}-reader sample): "
+                f"{result['naive_per_reader_s'] * 1000:.1f} ms/reader -> {naive_total:,.0f} s extrapolated, "
+                f"{naive_total / result['total_s']:,.0f}x slower than ours"
+            )
 
 
 if __name__ == "__main__":

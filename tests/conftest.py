@@ -13,8 +13,8 @@ import pytest
 from typer.testing import CliRunner
 
 from newsletter.cli import app
-from newsletter.web.preview import Preview, PreviewServer, running
 from newsletter.settings import load_settings
+from newsletter.web.preview import Preview, PreviewServer, running
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -57,12 +57,20 @@ class Newsletter:
             path.write_text(textwrap.dedent(text), encoding="utf-8")
         return path
 
-    def issue(self, issue_id: str = "2030-01", *, meta: str | None = None, summaries: dict[str, str] | None = None) -> Path:
-        self.write(f"issues/{issue_id}/issue.md", meta if meta is not None else (
-            '---\nsubject: "Empathy and burnout"\nintro: "Two studies on therapists."\nstatus: ready\n---\n'))
+    def issue(
+        self, issue_id: str = "2030-01", *, meta: str | None = None, summaries: dict[str, str] | None = None
+    ) -> Path:
+        self.write(
+            f"issues/{issue_id}/issue.md",
+            meta
+            if meta is not None
+            else ('---\nsubject: "Empathy and burnout"\nintro: "Two studies on therapists."\nstatus: ready\n---\n'),
+        )
         if summaries is None:
-            summaries = {"01-empathy.md": GOOD_SUMMARY,
-                         "02-burnout.md": GOOD_SUMMARY.replace("Therapist Empathy and Outcome", "Burnout")}
+            summaries = {
+                "01-empathy.md": GOOD_SUMMARY,
+                "02-burnout.md": GOOD_SUMMARY.replace("Therapist Empathy and Outcome", "Burnout"),
+            }
         for name, text in summaries.items():
             self.write(f"issues/{issue_id}/{name}", text)
         return self.root / "issues" / issue_id

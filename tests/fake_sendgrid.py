@@ -77,7 +77,7 @@ class FakeSendGrid:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}"
 
-    def start(self) -> "FakeSendGrid":
+    def start(self) -> FakeSendGrid:
         self.thread.start()
         return self
 
@@ -93,8 +93,9 @@ class FakeSendGrid:
             out.setdefault(message.to.lower(), []).append(message)
         return out
 
-    def _reply(self, handler: BaseHTTPRequestHandler, status: int, body: Any = None,
-               headers: dict[str, str] | None = None) -> None:
+    def _reply(
+        self, handler: BaseHTTPRequestHandler, status: int, body: Any = None, headers: dict[str, str] | None = None
+    ) -> None:
         data = b"" if body is None else json.dumps(body).encode()
         handler.send_response(status)
         for key, value in (headers or {}).items():
@@ -105,7 +106,15 @@ class FakeSendGrid:
 
     def _authorized(self, handler: BaseHTTPRequestHandler) -> bool:
         if handler.headers.get("Authorization") != f"Bearer {self.api_key}":
-            self._reply(handler, 401, {"errors": [{"message": "The provided authorization grant is invalid, expired, or revoked", "field": None}]})
+            self._reply(
+                handler,
+                401,
+                {
+                    "errors": [
+                        {"message": "The provided authorization grant is invalid, expired, or revoked", "field": None}
+                    ]
+                },
+            )
             return False
         return True
 
@@ -142,9 +151,16 @@ class FakeSendGrid:
         with self.lock:
             fault = self.faults.popleft() if self.faults else None
         if fault == "429":
-            self._reply(handler, 429, {"errors": [{"message": "too many requests"}]},
-                        {"X-RateLimit-Limit": "600", "X-RateLimit-Remaining": "0",
-                         "X-RateLimit-Reset": str(int(time.time()) + 1)})
+            self._reply(
+                handler,
+                429,
+                {"errors": [{"message": "too many requests"}]},
+                {
+                    "X-RateLimit-Limit": "600",
+                    "X-RateLimit-Remaining": "0",
+                    "X-RateLimit-Reset": str(int(time.time()) + 1),
+                },
+            )
             return
         if fault == "429-bare":  # /mail/send may send no rate-limit headers at all
             self._reply(handler, 429, {"errors": [{"message": "too many requests"}]})
@@ -153,7 +169,19 @@ class FakeSendGrid:
             self._reply(handler, 500, {"errors": [{"message": "internal error"}]})
             return
         if fault == "400":
-            self._reply(handler, 400, {"errors": [{"message": "The from email does not contain a valid address.", "field": "from.email", "help": None}]})
+            self._reply(
+                handler,
+                400,
+                {
+                    "errors": [
+                        {
+                            "message": "The from email does not contain a valid address.",
+                            "field": "from.email",
+                            "help": None,
+                        }
+                    ]
+                },
+            )
             return
         if fault == "drop-before":
             handler.close_connection = True
@@ -192,12 +220,16 @@ class FakeSendGrid:
         if not persons:
             errors.append("You must have at least one personalization.")
         if len(persons) > 1000:
-            errors.append(f"The personalization block is limited to 1000 personalizations per API request. You have provided {len(persons)} personalizations.")
+            errors.append(
+                f"The personalization block is limited to 1000 personalizations per API request. You have provided {len(persons)} personalizations."
+            )
         seen: set[str] = set()
         total = 0
         for p in persons:
             if not p.get("to"):
-                errors.append("The to parameter is required for all personalization objects, and must have at least one email object with a valid email address.")
+                errors.append(
+                    "The to parameter is required for all personalization objects, and must have at least one email object with a valid email address."
+                )
             for kind in ("to", "cc", "bcc"):
                 for person in p.get(kind, []):
                     total += 1
@@ -205,16 +237,24 @@ class FakeSendGrid:
                     if "@" not in email:
                         errors.append(f"Does not contain a valid address: {email!r}")
                     if email.lower() in seen:
-                        errors.append("Each unique email address in the personalizations array should only be included once. You have included email address more than once.")
+                        errors.append(
+                            "Each unique email address in the personalizations array should only be included once. You have included email address more than once."
+                        )
                     seen.add(email.lower())
             if len(json.dumps(p.get("substitutions", {}), ensure_ascii=False).encode()) > 10_000:
-                errors.append("The total size of your substitutions may not exceed 10,000 bytes per personalization object.")
+                errors.append(
+                    "The total size of your substitutions may not exceed 10,000 bytes per personalization object."
+                )
         if total > 1000:
             errors.append("There is a limit of 1000 total recipients (to + cc + bcc) per request.")
         if not body.get("from", {}).get("email"):
-            errors.append("The from object must be provided for every email send. It is an object that requires the email parameter, but may also contain a name parameter.")
+            errors.append(
+                "The from object must be provided for every email send. It is an object that requires the email parameter, but may also contain a name parameter."
+            )
         if not body.get("subject") and not all(p.get("subject") for p in persons):
-            errors.append("The subject is required. You can get around this requirement if you use a template with a subject defined or if every personalization has a subject defined.")
+            errors.append(
+                "The subject is required. You can get around this requirement if you use a template with a subject defined or if every personalization has a subject defined."
+            )
         content = body.get("content") or []
         if not content or any(not c.get("value") for c in content):
             errors.append("The content value must be a string at least one character in length.")
@@ -250,21 +290,32 @@ class FakeSendGrid:
                     **p.get("substitutions", {}),
                 }
 
-                def apply(text: str) -> str:
+                def apply(text: str, tags: dict[str, str] = tags) -> str:
                     for tag, value in tags.items():
                         text = text.replace(tag, value)
                     return text
 
                 headers = {}
                 if group is not None:
-                    headers = {"List-Unsubscribe": f"<https://sendgrid.test/unsubscribe/{group}/{token}>",
-                               "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
-                self.received.append(Received(
-                    to=to["email"], name=to.get("name"), subject=apply(p.get("subject") or body["subject"]),
-                    text=apply(content.get("text/plain", "")), html=apply(content.get("text/html", "")),
-                    headers=headers, categories=list(body.get("categories", [])),
-                    custom_args={**body.get("custom_args", {}), **p.get("custom_args", {})},
-                    asm_group_id=group, tracking=body.get("tracking_settings", {}), message_id=message_id))
+                    headers = {
+                        "List-Unsubscribe": f"<https://sendgrid.test/unsubscribe/{group}/{token}>",
+                        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+                    }
+                self.received.append(
+                    Received(
+                        to=to["email"],
+                        name=to.get("name"),
+                        subject=apply(p.get("subject") or body["subject"]),
+                        text=apply(content.get("text/plain", "")),
+                        html=apply(content.get("text/html", "")),
+                        headers=headers,
+                        categories=list(body.get("categories", [])),
+                        custom_args={**body.get("custom_args", {}), **p.get("custom_args", {})},
+                        asm_group_id=group,
+                        tracking=body.get("tracking_settings", {}),
+                        message_id=message_id,
+                    )
+                )
 
 
 def main() -> None:

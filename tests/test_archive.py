@@ -15,12 +15,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from newsletter.web import archive
 from newsletter.content.citation import Author, parse_apa, parse_authors
+from newsletter.content.workspace import Workspace
 from newsletter.render.renderer import Renderer
 from newsletter.render.variant import TOKENS
 from newsletter.settings import load_settings
-from newsletter.content.workspace import Workspace
+from newsletter.web import archive
 
 from conftest import GOOD_SUMMARY, Newsletter
 
@@ -90,7 +90,8 @@ def test_cli_out_option_and_rebuild_replaces_the_whole_site(samples: Newsletter,
     out = tmp_path / "www" / "public"
     assert samples.cli("archive", "--out", str(out)).exit_code == 0
     (samples.root / "issues/2021-05/issue.md").write_text(
-        (samples.root / "issues/2021-05/issue.md").read_text().replace("status: ready", "status: draft"))
+        (samples.root / "issues/2021-05/issue.md").read_text().replace("status: ready", "status: draft")
+    )
     result = samples.cli("archive", "--out", str(out))
     assert result.exit_code == 0
     assert result.stdout.splitlines()[:2] == [
@@ -107,8 +108,10 @@ def test_cli_refuses_to_replace_a_folder_it_did_not_build(samples: Newsletter, t
     (tmp_path / "mine" / "thesis.docx").write_text("years of work")
     result = samples.cli("archive", "--out", str(tmp_path / "mine"))
     assert result.exit_code == 1
-    assert result.stderr == (f"error: refusing to replace {tmp_path / 'mine'}: it is not a site `newsletter archive` "
-                             "built (no .newsletter-archive file); choose another --out folder\n")
+    assert result.stderr == (
+        f"error: refusing to replace {tmp_path / 'mine'}: it is not a site `newsletter archive` "
+        "built (no .newsletter-archive file); choose another --out folder\n"
+    )
     assert (tmp_path / "mine" / "thesis.docx").read_text() == "years of work"
 
 
@@ -128,8 +131,9 @@ def test_cli_no_ready_issue_is_an_error(newsletter: Newsletter) -> None:
     newsletter.issue(meta='---\nsubject: "S"\nstatus: draft\n---\n')
     result = newsletter.cli("archive")
     assert result.exit_code == 1
-    assert result.stderr == ("error: no ready issue to archive: drafts are never published "
-                             "(set status: ready in an issue's issue.md)\n")
+    assert result.stderr == (
+        "error: no ready issue to archive: drafts are never published (set status: ready in an issue's issue.md)\n"
+    )
     assert not (newsletter.root / "site").exists()
 
 
@@ -137,19 +141,26 @@ def test_cli_missing_web_templates_is_a_config_error(samples: Newsletter) -> Non
     shutil.rmtree(samples.root / "templates" / "web")
     result = samples.cli("archive")
     assert result.exit_code == 2
-    assert result.stderr == (f"error: template web/home.html.j2 not found in {samples.root.resolve() / 'templates'}: "
-                             "copy the shipped templates/web/ folder there\n")
+    assert result.stderr == (
+        f"error: template web/home.html.j2 not found in {samples.root.resolve() / 'templates'}: "
+        "copy the shipped templates/web/ folder there\n"
+    )
 
 
 def test_two_summaries_sharing_a_slug_leave_the_issue_out(newsletter: Newsletter) -> None:
-    newsletter.issue(summaries={"01-empathy.md": GOOD_SUMMARY,
-                                "02-empathy.md": GOOD_SUMMARY.replace("Therapist Empathy and Outcome", "Other")})
+    newsletter.issue(
+        summaries={
+            "01-empathy.md": GOOD_SUMMARY,
+            "02-empathy.md": GOOD_SUMMARY.replace("Therapist Empathy and Outcome", "Other"),
+        }
+    )
     found = archive.collect(Workspace(load_settings(newsletter.root)))
     assert found.issues == ()
     [skipped] = found.skipped
     assert [p.format(newsletter.root) for p in skipped.problems] == [
         "issues/2030-01/02-empathy.md:1: error: slug 'empathy' is also the slug of 01-empathy.md: "
-        "each summary needs its own URL (rename one file)"]
+        "each summary needs its own URL (rename one file)"
+    ]
 
 
 # --- drafts and personal data ---------------------------------------------------------------------
@@ -231,7 +242,7 @@ def test_home_page_lists_months_newest_first_with_intro_and_titles(site: Path, s
     months = home.xpath("//section[@class='month']")
     assert [m.findtext(".//h2/a") for m in months] == ["August 2021", "July 2021", "June 2021", "May 2021"]
     ws = Workspace(load_settings(samples.root))
-    for month, issue_id in zip(months, READY):
+    for month, issue_id in zip(months, READY, strict=False):
         issue = ws.load(issue_id)
         assert issue.intro in month.text_content()
         assert month.xpath(".//ul[@class='titles']/li/a/text()") == [s.title for s in issue.summaries]
@@ -241,7 +252,8 @@ def test_home_page_lists_months_newest_first_with_intro_and_titles(site: Path, s
     assert len(links) == 12 and all(re.fullmatch(r"topics/[a-z-]+/index\.html", h) for h in links)
     assert home.xpath("//form[@id='topic-filter']/@hidden") == [""]
     assert home.xpath("//li[@data-topics][a='Patients Crying in Psychotherapy']/@data-topics") == [
-        "alliance attachment outcomes client-factors"]
+        "alliance attachment outcomes client-factors"
+    ]
 
 
 def test_issue_page_is_the_emails_view_in_browser_target_with_the_same_content(site: Path, samples: Newsletter) -> None:
@@ -268,7 +280,9 @@ def test_issue_page_is_the_emails_view_in_browser_target_with_the_same_content(s
         assert article.xpath(".//ul[@class='pills']/li/a/text()") == [t.name for t in summary.topics]
 
 
-def test_the_emails_summary_titles_and_also_this_month_land_on_their_summary_pages(site: Path, samples: Newsletter) -> None:
+def test_the_emails_summary_titles_and_also_this_month_land_on_their_summary_pages(
+    site: Path, samples: Newsletter
+) -> None:
     settings = load_settings(samples.root)
     issue = Workspace(settings).load("2021-07")
     variant = Renderer(settings).render(issue, ["adverse-effects"])
@@ -298,10 +312,19 @@ def test_summary_page_citation_metadata_for_reference_managers(site: Path) -> No
     for tag in doc.xpath("//meta[starts-with(@name, 'citation_')]"):
         meta.setdefault(tag.get("name"), []).append(tag.get("content"))
     assert meta == {
-        "citation_title": ["Patients’ crying experiences in psychotherapy and relationship with working alliance, "
-                           "therapeutic change and attachment styles"],
-        "citation_author": ["Genova, F.", "Zingaretti, P.", "Gazzillo, F.", "Tanzilli, A.", "Lingiardi, V.",
-                            "Katz, M.", "Hilsenroth, M."],
+        "citation_title": [
+            "Patients’ crying experiences in psychotherapy and relationship with working alliance, "
+            "therapeutic change and attachment styles"
+        ],
+        "citation_author": [
+            "Genova, F.",
+            "Zingaretti, P.",
+            "Gazzillo, F.",
+            "Tanzilli, A.",
+            "Lingiardi, V.",
+            "Katz, M.",
+            "Hilsenroth, M.",
+        ],
         "citation_publication_date": ["2021"],
         "citation_journal_title": ["Psychotherapy"],
         "citation_volume": ["58"],
@@ -329,8 +352,14 @@ def test_summary_without_doi_or_volume_still_has_what_the_citation_gives(site: P
     doc = page(site, "2021-06/emotionally-burdened-psychotherapist/")
     names = doc.xpath("//meta[starts-with(@name, 'citation_')]/@name")
     assert "citation_doi" not in names and "citation_volume" not in names
-    assert doc.xpath("//meta[@name='citation_journal_title']/@content") == ["Professional Psychology: Research and Practice"]
-    assert doc.xpath("//meta[@name='citation_author']/@content") == ["Nissen-Lie, H. A.", "Orlinsky, D. E.", "Rønnestad, M. H."]
+    assert doc.xpath("//meta[@name='citation_journal_title']/@content") == [
+        "Professional Psychology: Research and Practice"
+    ]
+    assert doc.xpath("//meta[@name='citation_author']/@content") == [
+        "Nissen-Lie, H. A.",
+        "Orlinsky, D. E.",
+        "Rønnestad, M. H.",
+    ]
     data = json.loads(doc.xpath("//script[@type='application/ld+json']/text()")[0])
     assert "identifier" not in data and "sameAs" not in data
     assert data["isPartOf"] == {"@type": "Periodical", "name": "Professional Psychology: Research and Practice"}
@@ -338,9 +367,13 @@ def test_summary_without_doi_or_volume_still_has_what_the_citation_gives(site: P
 
 def test_author_text_cannot_break_out_of_the_page(newsletter: Newsletter) -> None:
     evil = '</script><script>alert("x")</script> & <b>'
-    newsletter.issue(summaries={"01-evil.md": GOOD_SUMMARY.replace("Therapist Empathy and Outcome", evil.replace('"', '\\"'))
-                                .replace("Empathy and outcome.", "Empathy </script> outcome.")
-                                .replace("Be empathic.", "<script>alert(1)</script>")})
+    newsletter.issue(
+        summaries={
+            "01-evil.md": GOOD_SUMMARY.replace("Therapist Empathy and Outcome", evil.replace('"', '\\"'))
+            .replace("Empathy and outcome.", "Empathy </script> outcome.")
+            .replace("Be empathic.", "<script>alert(1)</script>")
+        }
+    )
     site = build(newsletter)
     text = (site / "2030-01/evil/index.html").read_text()
     html5lib.HTMLParser(strict=True).parse(text)
@@ -392,7 +425,9 @@ def test_issue_feed_is_valid_atom_with_absolute_urls(site: Path) -> None:
     root = parse_feed(site, "feed.xml")
     assert root.findtext(f"{ATOM}id") == f"{BASE}/"
     assert {link.get("rel"): link.get("href") for link in root.findall(f"{ATOM}link")} == {
-        "self": f"{BASE}/feed.xml", "alternate": f"{BASE}/"}
+        "self": f"{BASE}/feed.xml",
+        "alternate": f"{BASE}/",
+    }
     entries = root.findall(f"{ATOM}entry")
     assert [e.findtext(f"{ATOM}id") for e in entries] == [f"{BASE}/{i}/" for i in READY]
     assert entries[0].findtext(f"{ATOM}title") == "August 2021: Crying in psychotherapy and the working alliance"
@@ -427,42 +462,102 @@ def test_rebuilding_an_unchanged_archive_writes_the_same_bytes(samples: Newslett
 # --- citations --------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("text, authors, year, title, journal, volume, issue, pages", [
-    ("Delgadillo, J., Saxon, D., & Barkham, M. (2018). Associations between therapists’ occupational burnout "
-     "and their patients’ depression and anxiety treatment outcomes. Depression and Anxiety, 35, 844-850.",
-     ["Delgadillo, J.", "Saxon, D.", "Barkham, M."], "2018",
-     "Associations between therapists’ occupational burnout and their patients’ depression and anxiety treatment "
-     "outcomes", "Depression and Anxiety", "35", None, "844-850"),
-    # A "?" inside the title, and "J.P." written without a space.
-    ("Moritz, S., Klein, J.P., Peth, J. (2019). It can’t hurt, right? Adverse effects of psychotherapy. "
-     "European Archives of Psychiatry and Clinical Neuroscience, 269, 577–586.",
-     ["Moritz, S.", "Klein, J. P.", "Peth, J."], "2019", "It can’t hurt, right? Adverse effects of psychotherapy",
-     "European Archives of Psychiatry and Clinical Neuroscience", "269", None, "577–586"),
-    # Markdown italics, a trailing DOI URL, a title ending in "?".
-    ("Smith, A., & Jones, B. (2021b). Does it work? *Psychotherapy, 58*(1), 1–10. https://doi.org/10.1037/x",
-     ["Smith, A.", "Jones, B."], "2021", "Does it work?", "Psychotherapy", "58", "1", "1–10"),
-    ("Nissen-Lie, H. A., & Rønnestad, M. H. (2021). The emotionally burdened psychotherapist: Personal and "
-     "situational risk factors. Professional Psychology: Research and Practice. Advance online publication.",
-     ["Nissen-Lie, H. A.", "Rønnestad, M. H."], "2021",
-     "The emotionally burdened psychotherapist: Personal and situational risk factors",
-     "Professional Psychology: Research and Practice", None, None, None),
-    # A group author and a book: no journal.
-    ("American Psychological Association. (2020). Publication manual of the American Psychological Association "
-     "(7th ed.). American Psychological Association.",
-     ["American Psychological Association"], "2020",
-     "Publication manual of the American Psychological Association (7th ed.)", None, None, None, None),
-    ("de Jong, K., van der Berg, T., ... Li, X. (2020, March 3). Feedback. Journal, 2(3-4), e12.",
-     ["de Jong, K.", "van der Berg, T.", "Li, X."], "2020", "Feedback", "Journal", "2", "3-4", "e12"),
-    ("Smith, A. (in press). A title. Journal.", ["Smith, A."], None, "A title", None, None, None, None),
-    ("Not a citation at all", [], None, None, None, None, None, None),
-    ("", [], None, None, None, None, None, None),
-])
-def test_parse_apa(text: str, authors: list[str], year: str | None, title: str | None, journal: str | None,
-                   volume: str | None, issue: str | None, pages: str | None) -> None:
+@pytest.mark.parametrize(
+    "text, authors, year, title, journal, volume, issue, pages",
+    [
+        (
+            "Delgadillo, J., Saxon, D., & Barkham, M. (2018). Associations between therapists’ occupational burnout "
+            "and their patients’ depression and anxiety treatment outcomes. Depression and Anxiety, 35, 844-850.",
+            ["Delgadillo, J.", "Saxon, D.", "Barkham, M."],
+            "2018",
+            "Associations between therapists’ occupational burnout and their patients’ depression and anxiety treatment "
+            "outcomes",
+            "Depression and Anxiety",
+            "35",
+            None,
+            "844-850",
+        ),
+        # A "?" inside the title, and "J.P." written without a space.
+        (
+            "Moritz, S., Klein, J.P., Peth, J. (2019). It can’t hurt, right? Adverse effects of psychotherapy. "
+            "European Archives of Psychiatry and Clinical Neuroscience, 269, 577–586.",
+            ["Moritz, S.", "Klein, J. P.", "Peth, J."],
+            "2019",
+            "It can’t hurt, right? Adverse effects of psychotherapy",
+            "European Archives of Psychiatry and Clinical Neuroscience",
+            "269",
+            None,
+            "577–586",
+        ),
+        # Markdown italics, a trailing DOI URL, a title ending in "?".
+        (
+            "Smith, A., & Jones, B. (2021b). Does it work? *Psychotherapy, 58*(1), 1–10. https://doi.org/10.1037/x",
+            ["Smith, A.", "Jones, B."],
+            "2021",
+            "Does it work?",
+            "Psychotherapy",
+            "58",
+            "1",
+            "1–10",
+        ),
+        (
+            "Nissen-Lie, H. A., & Rønnestad, M. H. (2021). The emotionally burdened psychotherapist: Personal and "
+            "situational risk factors. Professional Psychology: Research and Practice. Advance online publication.",
+            ["Nissen-Lie, H. A.", "Rønnestad, M. H."],
+            "2021",
+            "The emotionally burdened psychotherapist: Personal and situational risk factors",
+            "Professional Psychology: Research and Practice",
+            None,
+            None,
+            None,
+        ),
+        # A group author and a book: no journal.
+        (
+            "American Psychological Association. (2020). Publication manual of the American Psychological Association "
+            "(7th ed.). American Psychological Association.",
+            ["American Psychological Association"],
+            "2020",
+            "Publication manual of the American Psychological Association (7th ed.)",
+            None,
+            None,
+            None,
+            None,
+        ),
+        (
+            "de Jong, K., van der Berg, T., ... Li, X. (2020, March 3). Feedback. Journal, 2(3-4), e12.",
+            ["de Jong, K.", "van der Berg, T.", "Li, X."],
+            "2020",
+            "Feedback",
+            "Journal",
+            "2",
+            "3-4",
+            "e12",
+        ),
+        ("Smith, A. (in press). A title. Journal.", ["Smith, A."], None, "A title", None, None, None, None),
+        ("Not a citation at all", [], None, None, None, None, None, None),
+        ("", [], None, None, None, None, None, None),
+    ],
+)
+def test_parse_apa(
+    text: str,
+    authors: list[str],
+    year: str | None,
+    title: str | None,
+    journal: str | None,
+    volume: str | None,
+    issue: str | None,
+    pages: str | None,
+) -> None:
     cited = parse_apa(text)
     assert [a.display for a in cited.authors] == authors
     assert (cited.year, cited.title, cited.journal, cited.volume, cited.issue, cited.pages) == (
-        year, title, journal, volume, issue, pages)
+        year,
+        title,
+        journal,
+        volume,
+        issue,
+        pages,
+    )
 
 
 def test_parse_authors_keeps_hyphenated_initials_and_accents() -> None:

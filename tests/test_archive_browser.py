@@ -9,20 +9,31 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from newsletter.web import archive
-from newsletter.settings import load_settings
 from newsletter.content.workspace import Workspace
+from newsletter.settings import load_settings
+from newsletter.web import archive
 
 from conftest import Newsletter
 
 pytestmark = pytest.mark.browser
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-ALL_TITLES = ["Patients Crying in Psychotherapy", "Adverse Effects of Psychotherapy in Patients with Depression",
-              "Psychotherapist burnout affects patient outcomes", "The Emotionally Burdened Psychotherapist",
-              "Does Clinical Training Lead to Greater Therapist Interpersonal Skills?"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--headless",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ALL_TITLES = [
+    "Patients Crying in Psychotherapy",
+    "Adverse Effects of Psychotherapy in Patients with Depression",
+    "Psychotherapist burnout affects patient outcomes",
+    "The Emotionally Burdened Psychotherapist",
+    "Does Clinical Training Lead to Greater Therapist Interpersonal Skills?",
+]
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +78,11 @@ def test_filter_the_home_page_by_topic(page: Page, site: Path) -> None:
 
     # A second topic widens the list: summaries on either.
     page.locator("input[name=topic][value=attachment]").check()
-    assert visible_titles(page) == ["Patients Crying in Psychotherapy", "The Emotionally Burdened Psychotherapist",
-                                    "Does Clinical Training Lead to Greater Therapist Interpersonal Skills?"]
+    assert visible_titles(page) == [
+        "Patients Crying in Psychotherapy",
+        "The Emotionally Burdened Psychotherapist",
+        "Does Clinical Training Lead to Greater Therapist Interpersonal Skills?",
+    ]
     assert page.locator("section.month:visible h2").all_inner_texts() == ["August 2021", "June 2021", "May 2021"]
     expect(page.locator("#topic-status")).to_have_text("Showing 3 summaries in 3 issues.")
 
@@ -88,7 +102,8 @@ def test_without_javascript_the_topics_are_links_to_their_pages(browser: Browser
         expect(page.locator("h1")).to_have_text("Empathy")
         assert page.url == (site / "topics" / "empathy" / "index.html").as_uri()
         assert page.locator("ol.entries h2 a").all_inner_texts() == [
-            "Does Clinical Training Lead to Greater Therapist Interpersonal Skills?"]
+            "Does Clinical Training Lead to Greater Therapist Interpersonal Skills?"
+        ]
     finally:
         context.close()
 
@@ -96,10 +111,22 @@ def test_without_javascript_the_topics_are_links_to_their_pages(browser: Browser
 def test_pages_load_nothing_from_anywhere(page: Page, site: Path) -> None:
     requests: list[str] = []
     page.on("request", lambda request: requests.append(request.url))
-    for path in ("index.html", "2021-07/index.html", "2021-07/adverse-effects/index.html", "topics/outcomes/index.html"):
+    for path in (
+        "index.html",
+        "2021-07/index.html",
+        "2021-07/adverse-effects/index.html",
+        "topics/outcomes/index.html",
+    ):
         page.goto((site / path).as_uri())
-    assert requests == [(site / p).as_uri() for p in ("index.html", "2021-07/index.html",
-                                                      "2021-07/adverse-effects/index.html", "topics/outcomes/index.html")]
+    assert requests == [
+        (site / p).as_uri()
+        for p in (
+            "index.html",
+            "2021-07/index.html",
+            "2021-07/adverse-effects/index.html",
+            "topics/outcomes/index.html",
+        )
+    ]
 
 
 def test_the_emails_link_to_a_summary_lands_on_it(page: Page, site: Path) -> None:

@@ -16,18 +16,25 @@ import pytest
 from playwright.sync_api import Browser, Frame, Page, expect, sync_playwright
 
 from newsletter.content.model import Issue
-from newsletter.web.preview import PreviewServer
+from newsletter.content.workspace import Workspace
 from newsletter.render.renderer import Renderer
 from newsletter.settings import load_settings
-from newsletter.content.workspace import Workspace
+from newsletter.web.preview import PreviewServer
 
 from conftest import REPO, Newsletter
 
 pytestmark = pytest.mark.browser
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--headless",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 PHONE, DESKTOP = 375, 800
 SUMMARY_FILE = "issues/2021-07/01-adverse-effects.md"
 TITLE_01 = "Adverse Effects of Psychotherapy in Patients with Depression"
@@ -48,8 +55,9 @@ def browser() -> Iterator[Browser]:
 @contextmanager
 def window(browser: Browser, width: int, height: int = 800) -> Iterator[Page]:
     """A page ``width`` px wide (a headless window is never narrower than 500 px; a context's viewport is)."""
-    context = browser.new_context(viewport={"width": width, "height": height}, color_scheme="light",
-                                  device_scale_factor=1)
+    context = browser.new_context(
+        viewport={"width": width, "height": height}, color_scheme="light", device_scale_factor=1
+    )
     try:
         yield context.new_page()
     finally:
@@ -63,10 +71,19 @@ def window(browser: Browser, width: int, height: int = 800) -> Iterator[Page]:
 def email(samples: Newsletter, tmp_path: Path) -> tuple[str, Issue]:
     """The full 2021-07 sample issue as one reader gets it, as a file:// URL."""
     # A sender's address, as a real send requires, so the pictures show a finished footer.
-    settings = load_settings(samples.root, postal_address="PPRNet, School of Psychology, University of Ottawa, Ottawa ON, Canada")
+    settings = load_settings(
+        samples.root, postal_address="PPRNet, School of Psychology, University of Ottawa, Ottawa ON, Canada"
+    )
     issue = Workspace(settings).load("2021-07")
-    page, _ = Renderer(settings).render(issue).fill(
-        "Ana Silva", f"{settings.base_url}/unsubscribe/?t=sample-token", f"{settings.base_url}/preferences/?t=sample-token")
+    page, _ = (
+        Renderer(settings)
+        .render(issue)
+        .fill(
+            "Ana Silva",
+            f"{settings.base_url}/unsubscribe/?t=sample-token",
+            f"{settings.base_url}/preferences/?t=sample-token",
+        )
+    )
     path = tmp_path / "2021-07.html"
     path.write_text(page, encoding="utf-8")
     return path.as_uri(), issue
@@ -96,7 +113,8 @@ def test_email_column_is_600px_and_centred_on_a_desktop(browser: Browser, email:
         page.goto(url)
         viewport = page.evaluate("document.documentElement.clientWidth")
         boxes = page.locator(".nl-header, .nl-card").evaluate_all(
-            "els => els.map(e => { const r = e.getBoundingClientRect(); return [r.left, r.width]; })")
+            "els => els.map(e => { const r = e.getBoundingClientRect(); return [r.left, r.width]; })"
+        )
     assert len(boxes) >= 4  # header, intro, two summaries
     for left, width in boxes:
         right = viewport - left - width
@@ -123,7 +141,8 @@ def test_preview_index_links_to_each_variant_at_two_widths(browser: Browser, pre
         expect(page.locator("h1")).to_have_text("2021-07: Adverse effects of psychotherapy, and therapist burnout")
         # `check`'s findings, as it prints them.
         expect(page.locator(".problems")).to_contain_text(
-            "issues/2021-07/02-therapist-burnout.md:14: warning: 'Dalgillo and colleagues' does not match")
+            "issues/2021-07/02-therapist-burnout.md:14: warning: 'Dalgillo and colleagues' does not match"
+        )
         for key in ("all", "01", "02"):
             expect(page.get_by_role("link", name=key, exact=True)).to_be_visible()
 
@@ -146,8 +165,9 @@ def test_preview_index_links_to_each_variant_at_two_widths(browser: Browser, pre
         expect(page.get_by_text("of Gmail's 102 KB")).to_be_visible()
 
 
-def test_preview_follows_edits_and_survives_a_broken_file(browser: Browser, samples: Newsletter,
-                                                          preview_server: PreviewServer) -> None:
+def test_preview_follows_edits_and_survives_a_broken_file(
+    browser: Browser, samples: Newsletter, preview_server: PreviewServer
+) -> None:
     source = samples.root / SUMMARY_FILE
     original = source.read_text(encoding="utf-8")
     with window(browser, 1400, 900) as page:
@@ -157,15 +177,17 @@ def test_preview_follows_edits_and_survives_a_broken_file(browser: Browser, samp
 
         # An edit shows up in the open page by itself: the test never navigates.
         source.write_text(original.replace(TITLE_01, "Harms of Psychotherapy for Depression"), encoding="utf-8")
-        expect(phone.locator("h2#adverse-effects")).to_have_text("Harms of Psychotherapy for Depression",
-                                                                 timeout=RELOAD_TIMEOUT_MS)
+        expect(phone.locator("h2#adverse-effects")).to_have_text(
+            "Harms of Psychotherapy for Depression", timeout=RELOAD_TIMEOUT_MS
+        )
         expect(page.locator("pre.text")).to_contain_text("Harms of Psychotherapy for Depression")
 
         # Broken YAML (line 5): the page lists the problem where it is, and the server lives on.
         broken = re.sub(r"^(doi: .*)$", r"\1\n  bad: indent", original, count=1, flags=re.MULTILINE)
         source.write_text(broken, encoding="utf-8")
         expect(page.locator(".problems")).to_contain_text(
-            f"{SUMMARY_FILE}:5: error: invalid YAML in front matter", timeout=RELOAD_TIMEOUT_MS)
+            f"{SUMMARY_FILE}:5: error: invalid YAML in front matter", timeout=RELOAD_TIMEOUT_MS
+        )
         expect(page.locator("iframe.email")).to_have_count(0)
 
         source.write_text(original, encoding="utf-8")
@@ -178,8 +200,13 @@ def test_preview_shows_the_variant_a_reader_gets(browser: Browser, preview_serve
     url = preview_server.url
     with window(browser, 1400, 900) as page:
         # 01 has Feedback and Progress Monitoring; 02 has Therapist Factors; both have Depression.
-        for topics, key in (("feedback", "01"), ("Therapist Factors", "02"), ("depression,training", "all"),
-                            ("all", "all"), ("FEEDBACK; routine outcome monitoring", "01")):
+        for topics, key in (
+            ("feedback", "01"),
+            ("Therapist Factors", "02"),
+            ("depression,training", "all"),
+            ("all", "all"),
+            ("FEEDBACK; routine outcome monitoring", "01"),
+        ):
             page.goto(f"{url}?topics={topics}")
             expect(page).to_have_url(re.compile(rf"/variant/{re.escape(key)}\?topics="))
             expect(page.locator(".notice")).to_contain_text("What a reader with")
@@ -188,7 +215,9 @@ def test_preview_shows_the_variant_a_reader_gets(browser: Browser, preview_serve
 
         page.goto(f"{url}?topics=training")
         expect(page).to_have_url(f"{url}?topics=training")
-        expect(page.locator(".notice")).to_have_text(re.compile(r"^A reader with topics Training gets nothing this month"))
+        expect(page.locator(".notice")).to_have_text(
+            re.compile(r"^A reader with topics Training gets nothing this month")
+        )
 
         page.goto(f"{url}?topics=empaty")
         expect(page.locator(".notice")).to_have_text("unknown topic 'empaty'; did you mean 'Empathy'?")

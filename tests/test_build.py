@@ -7,10 +7,10 @@ from pathlib import Path
 
 from lxml import html as lxml_html
 
+from newsletter.content.workspace import Workspace
 from newsletter.render.renderer import Renderer, fill_sample
 from newsletter.render.sizes import size_of
 from newsletter.settings import load_settings
-from newsletter.content.workspace import Workspace
 
 from conftest import GOOD_SUMMARY, Newsletter
 
@@ -20,8 +20,12 @@ VARIANT_FILES = {"all.html", "all.txt", "01.html", "01.txt", "02.html", "02.txt"
 
 def table_rows(stdout: str) -> dict[str, list[str]]:
     """The rich table's rows, by file name."""
-    return {cells[0]: cells[1:] for line in stdout.splitlines() if line.startswith("│")
-            for cells in [[c.strip() for c in line.strip("│").split("│")]]}
+    return {
+        cells[0]: cells[1:]
+        for line in stdout.splitlines()
+        if line.startswith("│")
+        for cells in [[c.strip() for c in line.strip("│").split("│")]]
+    }
 
 
 def test_build_writes_every_variant_an_index_and_a_size_table(samples: Newsletter, tmp_path: Path) -> None:
@@ -62,8 +66,10 @@ def test_build_refuses_to_replace_a_folder_it_did_not_write(samples: Newsletter,
     (mine / "notes.md").write_text("mine", encoding="utf-8")
     result = samples.cli("build", "2021-07", "--out", str(mine))
     assert result.exit_code == 1
-    assert result.stderr == (f"error: refusing to replace {mine}: it holds files a build did not write "
-                             "(drafts, notes.md); choose another --out folder\n")
+    assert result.stderr == (
+        f"error: refusing to replace {mine}: it holds files a build did not write "
+        "(drafts, notes.md); choose another --out folder\n"
+    )
     assert (mine / "notes.md").read_text(encoding="utf-8") == "mine"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine", "samples"]  # nothing staged
 
@@ -96,12 +102,15 @@ def test_build_unknown_issue_is_a_clean_error(newsletter: Newsletter) -> None:
 
 def _issue_of_size(nl: Newsletter, target: int) -> None:
     """A synthetic issue whose full-issue HTML is ``target`` bytes, give or take a few."""
+
     def write(padding: int) -> None:
         body = ("word " * (padding // 5)).strip() if padding else "Short."
-        nl.issue(summaries={
-            "01-a.md": GOOD_SUMMARY.replace("Be empathic.", body),
-            "02-b.md": GOOD_SUMMARY.replace("Therapist Empathy", "Burnout"),
-        })
+        nl.issue(
+            summaries={
+                "01-a.md": GOOD_SUMMARY.replace("Be empathic.", body),
+                "02-b.md": GOOD_SUMMARY.replace("Therapist Empathy", "Burnout"),
+            }
+        )
 
     def measure() -> int:
         ws = Workspace(load_settings(nl.root))
@@ -116,8 +125,11 @@ def test_check_warns_over_80_kb(newsletter: Newsletter) -> None:
     _issue_of_size(newsletter, 90 * 1024)
     result = newsletter.cli("check", "2030-01")
     assert result.exit_code == 0
-    assert re.fullmatch(r"issues/2030-01/issue\.md:1: warning: the full issue is (89|90)\.\d KB of HTML, "
-                        r"close to Gmail's 102 KB clipping limit", result.stdout.splitlines()[0])
+    assert re.fullmatch(
+        r"issues/2030-01/issue\.md:1: warning: the full issue is (89|90)\.\d KB of HTML, "
+        r"close to Gmail's 102 KB clipping limit",
+        result.stdout.splitlines()[0],
+    )
     assert result.stdout.splitlines()[-1] == "issue 2030-01 checked: 0 errors, 1 warning — ok"
 
 
@@ -125,9 +137,11 @@ def test_check_fails_over_gmails_102_kb_and_build_still_shows_it(newsletter: New
     _issue_of_size(newsletter, 120 * 1024)
     result = newsletter.cli("check", "2030-01")
     assert result.exit_code == 1
-    assert re.fullmatch(r"issues/2030-01/issue\.md:1: error: the full issue is 1[12]\d\.\d KB of HTML: Gmail clips "
-                        r"email over 102 KB, hiding the rest and the unsubscribe link; shorten or split the issue",
-                        result.stdout.splitlines()[0])
+    assert re.fullmatch(
+        r"issues/2030-01/issue\.md:1: error: the full issue is 1[12]\d\.\d KB of HTML: Gmail clips "
+        r"email over 102 KB, hiding the rest and the unsubscribe link; shorten or split the issue",
+        result.stdout.splitlines()[0],
+    )
     assert result.stdout.splitlines()[-1] == "issue 2030-01 checked: 1 error, 0 warnings — FAILED"
     built = newsletter.cli("build", "2030-01", env=WIDE)
     assert built.exit_code == 0
@@ -137,17 +151,27 @@ def test_check_fails_over_gmails_102_kb_and_build_still_shows_it(newsletter: New
 
 
 def test_check_skips_sizes_of_an_issue_that_does_not_load(newsletter: Newsletter) -> None:
-    newsletter.issue(summaries={"01-a.md": GOOD_SUMMARY.replace("Empathy\n", "Nope\n", 1) + "word " * 30000,
-                                "02-b.md": GOOD_SUMMARY.replace("Therapist Empathy", "B")})
+    newsletter.issue(
+        summaries={
+            "01-a.md": GOOD_SUMMARY.replace("Empathy\n", "Nope\n", 1) + "word " * 30000,
+            "02-b.md": GOOD_SUMMARY.replace("Therapist Empathy", "B"),
+        }
+    )
     result = newsletter.cli("check", "2030-01")
     assert result.exit_code == 1
     assert "KB of HTML" not in result.stdout and "unknown topic 'Nope'" in result.stdout
 
 
 def test_check_warns_about_links_that_go_nowhere_from_an_inbox(newsletter: Newsletter) -> None:
-    newsletter.issue(summaries={"01-a.md": GOOD_SUMMARY.replace("Be empathic.", "See [our page](/about)."),
-                                "02-b.md": GOOD_SUMMARY.replace("Therapist Empathy", "B")})
+    newsletter.issue(
+        summaries={
+            "01-a.md": GOOD_SUMMARY.replace("Be empathic.", "See [our page](/about)."),
+            "02-b.md": GOOD_SUMMARY.replace("Therapist Empathy", "B"),
+        }
+    )
     result = newsletter.cli("check", "2030-01")
     assert result.exit_code == 0
-    assert result.stdout.splitlines()[0] == ("issues/2030-01/01-a.md:13: warning: link '/about' is not an absolute "
-                                             "http(s) or mailto URL: the email shows its text without a link")
+    assert result.stdout.splitlines()[0] == (
+        "issues/2030-01/01-a.md:13: warning: link '/about' is not an absolute "
+        "http(s) or mailto URL: the email shows its text without a link"
+    )

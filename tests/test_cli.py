@@ -6,8 +6,6 @@ import os
 import subprocess
 import sys
 
-import pytest
-
 from newsletter.cli import app
 
 from conftest import GOOD_SUMMARY, REPO, Newsletter
@@ -21,10 +19,12 @@ def test_check_clean_issue(newsletter: Newsletter) -> None:
 
 
 def test_check_prints_every_problem_then_summary_and_fails(newsletter: Newsletter) -> None:
-    newsletter.issue(summaries={
-        "01-a.md": GOOD_SUMMARY.replace("  - Empathy\n", "  - Empathie\n"),
-        "02-b.md": GOOD_SUMMARY.replace("Therapist Empathy", "B").replace("Smith and", "Smyth and"),
-    })
+    newsletter.issue(
+        summaries={
+            "01-a.md": GOOD_SUMMARY.replace("  - Empathy\n", "  - Empathie\n"),
+            "02-b.md": GOOD_SUMMARY.replace("Therapist Empathy", "B").replace("Smith and", "Smyth and"),
+        }
+    )
     result = newsletter.cli("check", "2030-01")
     assert result.exit_code == 1
     assert result.stdout.splitlines() == [
@@ -36,8 +36,9 @@ def test_check_prints_every_problem_then_summary_and_fails(newsletter: Newslette
 
 def test_check_refuses_two_summaries_with_one_slug(newsletter: Newsletter) -> None:
     # Their archive pages and their #anchors in the email would collide.
-    newsletter.issue(summaries={"01-empathy.md": GOOD_SUMMARY,
-                                "02-empathy.md": GOOD_SUMMARY.replace("Therapist Empathy", "Other")})
+    newsletter.issue(
+        summaries={"01-empathy.md": GOOD_SUMMARY, "02-empathy.md": GOOD_SUMMARY.replace("Therapist Empathy", "Other")}
+    )
     result = newsletter.cli("check", "2030-01")
     assert result.exit_code == 1
     assert result.stdout.splitlines() == [
@@ -58,15 +59,20 @@ def test_check_unknown_issue_is_a_clean_error(newsletter: Newsletter) -> None:
     newsletter.issue()
     result = newsletter.cli("check", "2030-1")
     assert result.exit_code == 1
-    assert result.stderr == f"error: no issue '2030-1' in {newsletter.root}/issues. Issues are named YYYY-MM. Known: 2030-01\n"
+    assert (
+        result.stderr
+        == f"error: no issue '2030-1' in {newsletter.root}/issues. Issues are named YYYY-MM. Known: 2030-01\n"
+    )
 
 
 def test_bad_setting_is_named_with_where_to_set_it(newsletter: Newsletter) -> None:
     newsletter.write(".env", "NEWSLETTER_TIMEZONE=Mars/Olympus\n")
     result = newsletter.cli("issues")
     assert result.exit_code == 2
-    assert result.stderr == (f"error: invalid setting NEWSLETTER_TIMEZONE: 'Mars/Olympus' is not an IANA time zone name "
-                             f"such as Europe/London (set in the environment or {newsletter.root}/.env)\n")
+    assert result.stderr == (
+        f"error: invalid setting NEWSLETTER_TIMEZONE: 'Mars/Olympus' is not an IANA time zone name "
+        f"such as Europe/London (set in the environment or {newsletter.root}/.env)\n"
+    )
 
 
 def test_environment_beats_dotenv(newsletter: Newsletter) -> None:
@@ -80,8 +86,11 @@ def test_environment_beats_dotenv(newsletter: Newsletter) -> None:
 def test_issues_lists_status_count_and_send_date(samples: Newsletter) -> None:
     result = samples.cli("issues", env={"COLUMNS": "200"})
     assert result.exit_code == 0
-    rows = {line.split("│")[1].strip(): [c.strip() for c in line.split("│")[2:-1]]
-            for line in result.stdout.splitlines() if line.startswith("│ 20")}
+    rows = {
+        line.split("│")[1].strip(): [c.strip() for c in line.split("│")[2:-1]]
+        for line in result.stdout.splitlines()
+        if line.startswith("│ 20")
+    }
     assert list(rows) == ["2021-03", "2021-05", "2021-06", "2021-07", "2021-08"]
     assert rows["2021-07"][1:4] == ["ready", "2", "2021-07-01T09:00+00:00"]
     assert rows["2021-03"][1] == "draft" and rows["2021-03"][4] == "1 error"
@@ -96,7 +105,9 @@ def test_topics_lists_taxonomy(samples: Newsletter) -> None:
 
 def test_root_from_environment_and_real_entry_point(samples: Newsletter) -> None:
     env = {**os.environ, "NEWSLETTER_ROOT": str(samples.root)}
-    proc = subprocess.run([sys.executable, "-m", "newsletter", "check", "2021-08"], capture_output=True, text=True, env=env, cwd="/")
+    proc = subprocess.run(
+        [sys.executable, "-m", "newsletter", "check", "2021-08"], capture_output=True, text=True, env=env, cwd="/"
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines()[-1].startswith("issue 2021-08 checked: 0 errors")
     assert "Traceback" not in proc.stderr

@@ -55,7 +55,9 @@ def test_rows_of_a_dead_run_become_in_doubt(tmp_path: Path) -> None:
     assert ledger.statuses("2030-01") == {"a@x.org": IN_DOUBT}
     other = ledger.start_run("2030-01")
     assert ledger.claim("2030-01", ["a@x.org"], run_id=other, batch_id="b2", variant="all") == []
-    assert ledger.claim("2030-01", ["a@x.org"], run_id=other, batch_id="b3", variant="all", resend_in_doubt=True) == ["a@x.org"]
+    assert ledger.claim("2030-01", ["a@x.org"], run_id=other, batch_id="b3", variant="all", resend_in_doubt=True) == [
+        "a@x.org"
+    ]
     assert ledger.statuses("2030-01") == {"a@x.org": SENDING}
 
 
@@ -66,13 +68,15 @@ def _a_dead_pid() -> int:
     return proc.pid or 999999
 
 
-def _claim_many(db: str, batch: str, out: "multiprocessing.Queue[list[str]]") -> None:
+def _claim_many(db: str, batch: str, out: multiprocessing.Queue[list[str]]) -> None:
     ledger = Ledger(db)
     run = ledger.start_run("2030-01")
     emails = [f"r{i}@x.org" for i in range(2000)]
     got: list[str] = []
     for start in range(0, len(emails), 50):
-        got += ledger.claim("2030-01", emails[start : start + 50], run_id=run, batch_id=f"{batch}{start}", variant="all")
+        got += ledger.claim(
+            "2030-01", emails[start : start + 50], run_id=run, batch_id=f"{batch}{start}", variant="all"
+        )
     out.put(got)
 
 

@@ -10,10 +10,10 @@ import sys
 import urllib.error
 import urllib.request
 
-from newsletter.web.preview import Preview, PreviewServer
+from newsletter.content.workspace import Workspace
 from newsletter.render.renderer import Renderer, fill_sample
 from newsletter.settings import load_settings
-from newsletter.content.workspace import Workspace
+from newsletter.web.preview import Preview, PreviewServer
 
 from conftest import Newsletter
 
@@ -34,8 +34,9 @@ def get(url: str) -> tuple[int, str, str]:
         return err.code, err.read().decode("utf-8"), err.headers.get("Location", "")
 
 
-def test_raw_variant_is_the_email_as_built_without_the_reload_script(samples: Newsletter,
-                                                                        preview_server: PreviewServer) -> None:
+def test_raw_variant_is_the_email_as_built_without_the_reload_script(
+    samples: Newsletter, preview_server: PreviewServer
+) -> None:
     settings = load_settings(samples.root)
     issue = Workspace(settings).load("2021-07")
     expected_html, expected_text = fill_sample(Renderer(settings).render(issue, ["adverse-effects"]), settings.base_url)
@@ -105,7 +106,9 @@ def test_index_links_to_the_issues_archive_page_and_serves_the_local_build(sampl
     after = view.respond("/").body
     assert '<a href="/site/2021-07/">local copy in site/</a>' in after
     page = view.respond("/site/2021-07/")
-    assert page.status == 200 and page.body == (samples.root / "site" / "2021-07" / "index.html").read_text(encoding="utf-8")
+    assert page.status == 200 and page.body == (samples.root / "site" / "2021-07" / "index.html").read_text(
+        encoding="utf-8"
+    )
     assert view.respond("/site/feed.xml").content_type.startswith("application/atom+xml")
     # Only the built site is served, nothing beside it.
     assert view.respond("/site/../pyproject.toml").status == 404
@@ -129,8 +132,10 @@ def test_cli_busy_port_is_a_clean_error(samples: Newsletter) -> None:
         port = taken.getsockname()[1]
         result = samples.cli("preview", "2021-07", "--port", str(port), "--no-open")
     assert result.exit_code == 1
-    assert result.stderr == (f"error: port {port} is already in use on 127.0.0.1: stop what is using it, "
-                             f"or choose another port with --port, e.g. --port {port + 1}\n")
+    assert result.stderr == (
+        f"error: port {port} is already in use on 127.0.0.1: stop what is using it, "
+        f"or choose another port with --port, e.g. --port {port + 1}\n"
+    )
     assert result.stdout == ""
 
 
@@ -145,9 +150,24 @@ def test_cli_serves_until_ctrl_c(samples: Newsletter) -> None:
     # SIGINT is reset to its default in the child: a shell ignores it for background jobs, and a
     # pytest started as one would pass that on, leaving Python no KeyboardInterrupt to raise.
     process = subprocess.Popen(
-        [sys.executable, "-m", "newsletter", "--root", str(samples.root), "preview", "2021-07", "--port", "0", "--no-open"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        [
+            sys.executable,
+            "-m",
+            "newsletter",
+            "--root",
+            str(samples.root),
+            "preview",
+            "2021-07",
+            "--port",
+            "0",
+            "--no-open",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     try:
         first = process.stdout.readline()  # type: ignore[union-attr]
         assert first.startswith("previewing 2021-07 at http://127.0.0.1:"), first
@@ -159,4 +179,3 @@ def test_cli_serves_until_ctrl_c(samples: Newsletter) -> None:
         if process.poll() is None:
             process.kill()
     assert (process.returncode, out, err) == (0, "stopped\n", "")
-

@@ -13,14 +13,14 @@ import time
 import pytest
 from lxml import html as lxml_html
 
-from newsletter.content.model import Issue
-from newsletter.errors import RenderError
-from newsletter.render.sizes import GMAIL_CLIP_BYTES, size_of
-from newsletter.render.renderer import Renderer, fill_sample
-from newsletter.render.variant import Variant
 from newsletter.content.markdown import to_html, to_text
-from newsletter.settings import load_settings
+from newsletter.content.model import Issue
 from newsletter.content.workspace import Workspace
+from newsletter.errors import RenderError
+from newsletter.render.renderer import Renderer, fill_sample
+from newsletter.render.sizes import GMAIL_CLIP_BYTES, size_of
+from newsletter.render.variant import Variant
+from newsletter.settings import load_settings
 
 from conftest import GOOD_SUMMARY, Newsletter
 
@@ -30,7 +30,8 @@ PREFS = "https://nl.example.org/preferences/?t=abc"
 RICH_SUMMARY = GOOD_SUMMARY.replace("Therapist Empathy and Outcome", TITLE).replace(
     "Smith and colleagues studied *empathy* in 120 therapists.\n",
     "Smith and colleagues studied *empathy* in **120** therapists (see [the trial](https://example.org/trial)).\n\n"
-    "- first finding\n- second finding\n\n<script>alert('x')</script>\n\n# Method\n\nA trial.\n")
+    "- first finding\n- second finding\n\n<script>alert('x')</script>\n\n# Method\n\nA trial.\n",
+)
 
 
 # --- helpers ------------------------------------------------------------------
@@ -40,8 +41,9 @@ def workspace(nl: Newsletter, **overrides: object) -> Workspace:
     return Workspace(load_settings(nl.root, **overrides))
 
 
-def render(nl: Newsletter, issue_id: str = "2030-01", slugs: list[str] | None = None,
-           **overrides: object) -> tuple[Variant, Issue]:
+def render(
+    nl: Newsletter, issue_id: str = "2030-01", slugs: list[str] | None = None, **overrides: object
+) -> tuple[Variant, Issue]:
     ws = workspace(nl, **overrides)
     issue = ws.load(issue_id)
     return Renderer(ws.settings).render(issue, slugs), issue
@@ -70,15 +72,18 @@ def rich(newsletter: Newsletter) -> Newsletter:
     """A synthetic three-summary issue with Markdown, a tricky title and a note."""
     newsletter.issue(
         meta='---\nsubject: "Alliance & Outcome"\nintro: "Two studies on *therapists* & their clients."\n'
-             'status: ready\n---\nA note from the editor with a [link](https://example.org/note).\n\n'
-             '### On the menu\n\nThree studies.\n',
+        "status: ready\n---\nA note from the editor with a [link](https://example.org/note).\n\n"
+        "### On the menu\n\nThree studies.\n",
         summaries={
             "01-alliance.md": RICH_SUMMARY,
-            "02-burnout.md": GOOD_SUMMARY.replace("Therapist Empathy and Outcome", "Burnout in Trainees")
-                                         .replace("Be empathic.", "Rest more, burn out less."),
-            "03-dropout.md": GOOD_SUMMARY.replace("Therapist Empathy and Outcome", "Predicting Drop-Out")
-                                         .replace("Be empathic.", "Ask about attendance early."),
-        })
+            "02-burnout.md": GOOD_SUMMARY.replace("Therapist Empathy and Outcome", "Burnout in Trainees").replace(
+                "Be empathic.", "Rest more, burn out less."
+            ),
+            "03-dropout.md": GOOD_SUMMARY.replace("Therapist Empathy and Outcome", "Predicting Drop-Out").replace(
+                "Be empathic.", "Ask about attendance early."
+            ),
+        },
+    )
     return newsletter
 
 
@@ -132,7 +137,12 @@ def test_variant_has_only_its_summaries_and_lists_the_rest_under_also_this_month
     assert variant.key == "01+03" and variant.slugs == ("alliance", "dropout")
     page, text = filled(variant)
     doc = parse(page)
-    assert [h.text_content() for h in doc.iter("h2")] == ["On the menu", TITLE, "Predicting Drop-Out", "Also this month"]
+    assert [h.text_content() for h in doc.iter("h2")] == [
+        "On the menu",
+        TITLE,
+        "Predicting Drop-Out",
+        "Also this month",
+    ]
     visible = text_of(doc)
     assert "Ask about attendance early." in visible and "Rest more, burn out less." not in visible
     also = [a for a in doc.iter("a") if a.text_content() == "Burnout in Trainees"]
@@ -175,8 +185,14 @@ def test_author_text_shows_exactly_as_typed(rich: Newsletter) -> None:
     assert doc.findtext(".//title") == "Alliance & Outcome · PPRNet Research Digest"
 
 
-@pytest.mark.parametrize("name, escaped", [("Bob <b>", "Bob &lt;b&gt;"), ("Chloé & Co", "Chloé &amp; Co"),
-                                           ('Ann "Q" O\'Neil', "Ann &quot;Q&quot; O&#x27;Neil")])
+@pytest.mark.parametrize(
+    "name, escaped",
+    [
+        ("Bob <b>", "Bob &lt;b&gt;"),
+        ("Chloé & Co", "Chloé &amp; Co"),
+        ('Ann "Q" O\'Neil', "Ann &quot;Q&quot; O&#x27;Neil"),
+    ],
+)
 def test_fill_escapes_names_in_html_and_keeps_them_raw_in_text(rich: Newsletter, name: str, escaped: str) -> None:
     variant, _ = render(rich)
     page, text = filled(variant, name)
@@ -201,10 +217,14 @@ def test_urls_are_escaped_in_html_attributes_and_raw_in_text(rich: Newsletter) -
 
 
 def test_placeholder_tokens_typed_by_an_author_are_not_filled(newsletter: Newsletter) -> None:
-    newsletter.issue(summaries={
-        "01-a.md": GOOD_SUMMARY.replace("Therapist Empathy and Outcome", "Go to __nl_unsubscribe_url__")
-                               .replace("Be empathic.", "Dear `__nl_name__`, hello."),
-        "02-b.md": GOOD_SUMMARY.replace("Therapist Empathy", "B")})
+    newsletter.issue(
+        summaries={
+            "01-a.md": GOOD_SUMMARY.replace("Therapist Empathy and Outcome", "Go to __nl_unsubscribe_url__").replace(
+                "Be empathic.", "Dear `__nl_name__`, hello."
+            ),
+            "02-b.md": GOOD_SUMMARY.replace("Therapist Empathy", "B"),
+        }
+    )
     variant, _ = render(newsletter)
     page, text = filled(variant, name="Ada")
     for part, url in ((page, UNSUB.replace("&", "&amp;")), (text, UNSUB)):
@@ -229,7 +249,8 @@ def test_markdown_emphasis_lists_and_links_render_and_raw_html_is_escaped(rich: 
 
 def test_markdown_links_that_go_nowhere_become_text() -> None:
     assert to_html("See [the docs](/docs) and [mail](mailto:a@b.org).") == (
-        '<p>See the docs and <a href="mailto:a@b.org">mail</a>.</p>\n')
+        '<p>See the docs and <a href="mailto:a@b.org">mail</a>.</p>\n'
+    )
     assert to_text("See [the docs](/docs) and [mail](mailto:a@b.org).") == "See the docs and mail (a@b.org)."
 
 
@@ -239,11 +260,14 @@ def test_markdown_headings_never_outrank_their_section() -> None:
 
 
 def test_markdown_text_lists_quotes_and_wrapping() -> None:
-    source = ("A paragraph that is long enough to need wrapping at a narrow width of forty columns.\n\n"
-              "1. one\n2. two that wraps onto a second line here\n\n> quoted")
+    source = (
+        "A paragraph that is long enough to need wrapping at a narrow width of forty columns.\n\n"
+        "1. one\n2. two that wraps onto a second line here\n\n> quoted"
+    )
     assert to_text(source, 40) == (
         "A paragraph that is long enough to need\nwrapping at a narrow width of forty\ncolumns.\n\n"
-        "1. one\n2. two that wraps onto a second line\n   here\n\n> quoted")
+        "1. one\n2. two that wraps onto a second line\n   here\n\n> quoted"
+    )
 
 
 # --- email-client safety ------------------------------------------------------------
@@ -263,7 +287,9 @@ def test_no_scripts_stylesheets_or_external_resources(samples: Newsletter) -> No
     doc = parse(page)
     assert not list(doc.iter("script")) and not list(doc.iter("img"))
     assert not [link for link in doc.iter("link") if "stylesheet" in (link.get("rel") or "")]
-    css = " ".join(s.text_content() for s in doc.iter("style")) + " ".join(e.get("style", "") for e in doc.iter() if isinstance(e.tag, str))
+    css = " ".join(s.text_content() for s in doc.iter("style")) + " ".join(
+        e.get("style", "") for e in doc.iter() if isinstance(e.tag, str)
+    )
     assert "url(" not in css and "@import" not in css and "fonts.googleapis" not in page
 
 
@@ -276,7 +302,7 @@ def test_document_shell_lang_doctype_meta_and_dark_mode(rich: Newsletter) -> Non
     metas = {m.get("name"): m.get("content") for m in doc.iter("meta") if m.get("name")}
     assert metas["color-scheme"] == "light dark" and metas["supported-color-schemes"] == "light dark"
     css = "\n".join(s.text_content() for s in doc.iter("style"))
-    dark = css[css.index("@media (prefers-color-scheme: dark)"):]
+    dark = css[css.index("@media (prefers-color-scheme: dark)") :]
     assert re.search(r"\.nl-prose[^{]*\{\s*color:\s*#e2e8f0 !important", dark)
     assert re.search(r"body, \.nl-bg \{ background-color: #0f172a !important", dark)
 
@@ -358,8 +384,13 @@ def test_fill_leaves_no_token_and_is_microseconds_per_reader(samples: Newsletter
 
 def test_with_tags_puts_provider_tags_in_unescaped(rich: Newsletter) -> None:
     variant, _ = render(rich)
-    page, text = variant.with_tags({"name": "-name-", "unsubscribe_url": "<%asm_group_unsubscribe_raw_url%>",
-                                    "preferences_url": "<%asm_preferences_raw_url%>"})
+    page, text = variant.with_tags(
+        {
+            "name": "-name-",
+            "unsubscribe_url": "<%asm_group_unsubscribe_raw_url%>",
+            "preferences_url": "<%asm_preferences_raw_url%>",
+        }
+    )
     assert 'href="<%asm_group_unsubscribe_raw_url%>"' in page and "Dear -name-," in page
     assert "Unsubscribe:\n<%asm_group_unsubscribe_raw_url%>" in text and "__nl_" not in page + text
     with pytest.raises(ValueError, match="missing"):
@@ -391,7 +422,9 @@ def test_jinja_syntax_error_names_template_and_line(rich: Newsletter) -> None:
 def test_undefined_variable_names_template_and_line(rich: Newsletter) -> None:
     _break(rich, "_footer.mjml.j2", "{{ view_url }}", "{{ view_link }}")
     line = _line_of(rich, "_footer.mjml.j2", "view_link")
-    with pytest.raises(RenderError, match=rf"^templates/_footer\.mjml\.j2:{line}: UndefinedError: 'view_link' is undefined"):
+    with pytest.raises(
+        RenderError, match=rf"^templates/_footer\.mjml\.j2:{line}: UndefinedError: 'view_link' is undefined"
+    ):
         render(rich)
 
 
@@ -404,7 +437,9 @@ def test_text_template_errors_are_render_errors_too(rich: Newsletter) -> None:
 def test_mjml_error_is_mapped_back_to_the_template_line(rich: Newsletter) -> None:
     _break(rich, "email.mjml.j2", "<mj-style>", "<mj-stlye>")
     line = _line_of(rich, "email.mjml.j2", "<mj-stlye>")
-    with pytest.raises(RenderError, match=rf"^templates/email\.mjml\.j2:{line}: MJML: unexpected element near 'mj-stlye'"):
+    with pytest.raises(
+        RenderError, match=rf"^templates/email\.mjml\.j2:{line}: MJML: unexpected element near 'mj-stlye'"
+    ):
         render(rich)
 
 
@@ -426,7 +461,7 @@ def test_missing_templates_folder_is_a_config_error(rich: Newsletter) -> None:
     from newsletter.errors import ConfigError
 
     (rich.root / "templates" / "email.txt.j2").unlink()
-    with pytest.raises(ConfigError, match="template email.txt.j2 not found"):
+    with pytest.raises(ConfigError, match=r"template email\.txt\.j2 not found"):
         render(rich)
 
 
@@ -456,7 +491,7 @@ def contrast(a: tuple[float, float, float], b: tuple[float, float, float]) -> fl
 def _effective(element: lxml_html.HtmlElement, prop: str) -> tuple[float, float, float] | None:
     for node in [element, *element.iterancestors()]:
         css = styles(node)
-        for key in ((prop,) if prop == "color" else ("background-color", "background")):
+        for key in (prop,) if prop == "color" else ("background-color", "background"):
             if key in css and (rgb := _hex(css[key])):
                 return rgb
         if prop != "color" and node.get("bgcolor") and (rgb := _hex(node.get("bgcolor"))):
@@ -481,6 +516,8 @@ def test_every_visible_text_has_at_least_4_5_to_1_contrast(samples: Newsletter, 
             color = _effective(element, "color") or (0.0, 0.0, 0.0)
             background = _effective(element, "background") or (1.0, 1.0, 1.0)
             ratio = contrast(color, background)
-            assert ratio >= 4.5, f"{ratio:.2f}:1 for {element.tag}.{element.get('class')}: {element.text_content()[:40]!r}"
+            assert ratio >= 4.5, (
+                f"{ratio:.2f}:1 for {element.tag}.{element.get('class')}: {element.text_content()[:40]!r}"
+            )
             checked += 1
     assert checked > 40  # the walk really looked at the email's text

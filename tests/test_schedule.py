@@ -34,8 +34,15 @@ from newsletter.errors import ConfigError
 from newsletter.schedule.attempts import DONE, SendAtAttempts
 from newsletter.schedule.policy import MONTHLY, SEND_AT, MonthlyTrigger, missed_send_at, monthly_trigger, upcoming
 from newsletter.schedule.runner import Outcome, finish, run_once
-from newsletter.schedule.service import (MONTHLY_ID, Lease, build_scheduler, ensure_jobs, leases, running_scheduler,
-                                         stored_next_run)
+from newsletter.schedule.service import (
+    MONTHLY_ID,
+    Lease,
+    build_scheduler,
+    ensure_jobs,
+    leases,
+    running_scheduler,
+    stored_next_run,
+)
 from newsletter.settings import Settings, load_settings
 
 from conftest import GOOD_SUMMARY, Newsletter
@@ -45,10 +52,12 @@ OSLO = ZoneInfo("Europe/Oslo")
 NEW_YORK = ZoneInfo("America/New_York")
 JAN_1 = datetime(2030, 1, 1, 9, 0, tzinfo=OSLO)
 EDITOR = "editor@example.org"
-READERS = ("email,name,topics,status\n"
-           "ana@example.org,Ana,all,active\n"
-           "ben@example.org,Ben,Empathy,active\n"
-           "cy@example.org,Cy,all,unsubscribed\n")
+READERS = (
+    "email,name,topics,status\n"
+    "ana@example.org,Ana,all,active\n"
+    "ben@example.org,Ben,Empathy,active\n"
+    "cy@example.org,Cy,all,unsubscribed\n"
+)
 
 
 def meta(status: str = "ready", send_at: str | None = None) -> str:
@@ -70,8 +79,14 @@ def sent(root: Path, issue: str) -> list[Path]:
 
 def reports(root: Path) -> list[EmailMessage]:
     folder = root / "outbox" / "reports"
-    return [email.message_from_bytes(p.read_bytes(), policy=email.policy.default)  # type: ignore[misc]
-            for p in sorted(folder.glob("*.eml"))] if folder.is_dir() else []
+    return (
+        [
+            email.message_from_bytes(p.read_bytes(), policy=email.policy.default)  # type: ignore[misc]
+            for p in sorted(folder.glob("*.eml"))
+        ]
+        if folder.is_dir()
+        else []
+    )
 
 
 def text_of(msg: EmailMessage) -> str:
@@ -104,18 +119,34 @@ def trigger_for(zone: str, at: str = "09:00") -> MonthlyTrigger:
 def test_fires_on_the_first_across_month_ends_year_ends_and_leap_years() -> None:
     trigger = trigger_for("Europe/Oslo")
     assert [f.isoformat() for f in fires(trigger, datetime(2023, 11, 30, 9, 0, 1, tzinfo=OSLO), 5)] == [
-        "2023-12-01T09:00:00+01:00", "2024-01-01T09:00:00+01:00", "2024-02-01T09:00:00+01:00",
-        "2024-03-01T09:00:00+01:00", "2024-04-01T09:00:00+02:00"]
+        "2023-12-01T09:00:00+01:00",
+        "2024-01-01T09:00:00+01:00",
+        "2024-02-01T09:00:00+01:00",
+        "2024-03-01T09:00:00+01:00",
+        "2024-04-01T09:00:00+02:00",
+    ]
     # the 29th of February is just another day; one second past the time is next month
-    assert trigger.get_next_fire_time(None, datetime(2024, 2, 29, 23, 59, tzinfo=OSLO)).isoformat() == "2024-03-01T09:00:00+01:00"
-    assert trigger.get_next_fire_time(None, datetime(2024, 1, 1, 9, 0, 1, tzinfo=OSLO)).isoformat() == "2024-02-01T09:00:00+01:00"
-    assert trigger.get_next_fire_time(None, datetime(2024, 1, 1, 9, 0, tzinfo=OSLO)).isoformat() == "2024-01-01T09:00:00+01:00"
+    assert (
+        trigger.get_next_fire_time(None, datetime(2024, 2, 29, 23, 59, tzinfo=OSLO)).isoformat()
+        == "2024-03-01T09:00:00+01:00"
+    )
+    assert (
+        trigger.get_next_fire_time(None, datetime(2024, 1, 1, 9, 0, 1, tzinfo=OSLO)).isoformat()
+        == "2024-02-01T09:00:00+01:00"
+    )
+    assert (
+        trigger.get_next_fire_time(None, datetime(2024, 1, 1, 9, 0, tzinfo=OSLO)).isoformat()
+        == "2024-01-01T09:00:00+01:00"
+    )
 
 
-@pytest.mark.parametrize("zone, utc_hours", [
-    ("Europe/Oslo", [8, 7, 7, 7, 7, 7, 7, 7, 8, 8]),        # CEST from the last Sunday of March to October's
-    ("America/New_York", [14, 13, 13, 13, 13, 13, 13, 13, 13, 14]),  # EDT from March's 2nd Sunday to November's 1st
-])
+@pytest.mark.parametrize(
+    "zone, utc_hours",
+    [
+        ("Europe/Oslo", [8, 7, 7, 7, 7, 7, 7, 7, 8, 8]),  # CEST from the last Sunday of March to October's
+        ("America/New_York", [14, 13, 13, 13, 13, 13, 13, 13, 13, 14]),  # EDT from March's 2nd Sunday to November's 1st
+    ],
+)
 def test_nine_oclock_local_stays_nine_oclock_across_dst(zone: str, utc_hours: list[int]) -> None:
     found = fires(trigger_for(zone), datetime(2024, 2, 15, tzinfo=ZoneInfo(zone)), 10)
     assert [(f.month, f.hour, f.minute) for f in found] == [(m, 9, 0) for m in range(3, 13)]
@@ -127,7 +158,9 @@ def test_a_send_time_in_the_hour_dst_repeats_fires_once() -> None:
     start = datetime(2026, 10, 15, tzinfo=NEW_YORK)
     plain = CronTrigger(day=1, hour=1, minute=30, timezone=NEW_YORK)
     assert [f.isoformat() for f in fires(plain, start, 2)] == [  # APScheduler's own: twice that night
-        "2026-11-01T01:30:00-04:00", "2026-11-01T01:30:00-05:00"]
+        "2026-11-01T01:30:00-04:00",
+        "2026-11-01T01:30:00-05:00",
+    ]
     ours = trigger_for("America/New_York", "01:30")
     expected = ["2026-11-01T01:30:00-04:00", "2026-12-01T01:30:00-05:00"]
     assert [f.isoformat() for f in fires(ours, start, 2)] == expected
@@ -137,26 +170,42 @@ def test_a_send_time_in_the_hour_dst_repeats_fires_once() -> None:
 
 def test_a_send_time_in_the_hour_dst_skips_fires_once_an_hour_later() -> None:
     # 1 October 2023 is a Sunday: Sydney jumps from 02:00 to 03:00, so 02:30 does not exist.
-    found = fires(trigger_for("Australia/Sydney", "02:30"), datetime(2023, 9, 15, tzinfo=ZoneInfo("Australia/Sydney")), 2)
+    found = fires(
+        trigger_for("Australia/Sydney", "02:30"), datetime(2023, 9, 15, tzinfo=ZoneInfo("Australia/Sydney")), 2
+    )
     assert [f.astimezone(UTC).isoformat() for f in found] == ["2023-09-30T16:30:00+00:00", "2023-10-31T15:30:00+00:00"]
 
 
 # -- settings -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("value, seconds", [("3d", 3 * 86400), ("12h", 12 * 3600), ("90m", 5400), ("3600", 3600),
-                                            ("45s", 45), ("P2D", 2 * 86400)])
-def test_misfire_grace_takes_days_hours_minutes_or_seconds(newsletter: Newsletter, monkeypatch: pytest.MonkeyPatch,
-                                                           value: str, seconds: int) -> None:
+@pytest.mark.parametrize(
+    "value, seconds",
+    [("3d", 3 * 86400), ("12h", 12 * 3600), ("90m", 5400), ("3600", 3600), ("45s", 45), ("P2D", 2 * 86400)],
+)
+def test_misfire_grace_takes_days_hours_minutes_or_seconds(
+    newsletter: Newsletter, monkeypatch: pytest.MonkeyPatch, value: str, seconds: int
+) -> None:
     monkeypatch.setenv("NEWSLETTER_MISFIRE_GRACE", value)
     assert load_settings(newsletter.root).misfire_grace == timedelta(seconds=seconds)
 
 
-@pytest.mark.parametrize("name, value, message", [
-    ("NEWSLETTER_MISFIRE_GRACE", "soon", "NEWSLETTER_MISFIRE_GRACE: 'soon' is not a duration such as 3d, 12h, 90m or 3600 (seconds)"),
-    ("NEWSLETTER_MISFIRE_GRACE", "30d", "NEWSLETTER_MISFIRE_GRACE: 30 days is out of range: from 1 second to 27 days"),
-    ("NEWSLETTER_AUTHOR_EMAIL", "the editor", "NEWSLETTER_AUTHOR_EMAIL: 'the editor' is not an email address"),
-])
+@pytest.mark.parametrize(
+    "name, value, message",
+    [
+        (
+            "NEWSLETTER_MISFIRE_GRACE",
+            "soon",
+            "NEWSLETTER_MISFIRE_GRACE: 'soon' is not a duration such as 3d, 12h, 90m or 3600 (seconds)",
+        ),
+        (
+            "NEWSLETTER_MISFIRE_GRACE",
+            "30d",
+            "NEWSLETTER_MISFIRE_GRACE: 30 days is out of range: from 1 second to 27 days",
+        ),
+        ("NEWSLETTER_AUTHOR_EMAIL", "the editor", "NEWSLETTER_AUTHOR_EMAIL: 'the editor' is not an email address"),
+    ],
+)
 def test_bad_schedule_settings_are_named(newsletter: Newsletter, name: str, value: str, message: str) -> None:
     result = newsletter.cli("schedule", "--next", env={name: value})
     assert result.exit_code == 2
@@ -166,8 +215,9 @@ def test_bad_schedule_settings_are_named(newsletter: Newsletter, name: str, valu
 # -- one run ------------------------------------------------------------------------------
 
 
-def test_the_month_issue_is_sent_once_and_the_author_told_each_time(newsletter: Newsletter,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_month_issue_is_sent_once_and_the_author_told_each_time(
+    newsletter: Newsletter, monkeypatch: pytest.MonkeyPatch
+) -> None:
     settings = settings_for(newsletter, monkeypatch)
     newsletter.issue("2030-01")
     first = run_once(settings, JAN_1, kind=MONTHLY)
@@ -184,26 +234,36 @@ def test_the_month_issue_is_sent_once_and_the_author_told_each_time(newsletter: 
     assert [str(m["To"]) for m in told] == [EDITOR, EDITOR]
     assert [str(m["Subject"]) for m in told] == [
         "newsletter: 2030-01 sent to 2 (1st of the month run, 2030-01-01 09:00 CET)",
-        "newsletter: 2030-01 nothing new to send (1st of the month run, 2030-01-01 09:05 CET)"]
+        "newsletter: 2030-01 nothing new to send (1st of the month run, 2030-01-01 09:05 CET)",
+    ]
     body = text_of(told[0])
-    assert "2030-01 \"Empathy and burnout\" (1st of the month): sent via outbox" in body
+    assert '2030-01 "Empathy and burnout" (1st of the month): sent via outbox' in body
     assert "  sent now 2, sent before 0, skipped 1, failed 0, in doubt 0\n  skipped: 1 unsubscribed\n" in body
     assert told[0]["Auto-Submitted"] == "auto-generated" and told[0].get_content_type() == "text/plain"
 
 
-@pytest.mark.parametrize("case, reason", [
-    ("missing", "missing: there is no folder issues/2030-01"),
-    ("draft", "draft: set `status: ready` in issues/2030-01/issue.md to send it"),
-    ("invalid", "invalid: 1 error (run `newsletter check 2030-01`)\n"
-                "  issues/2030-01/01-empathy.md:6: error: unknown topic 'Empathie'; did you mean 'Empathy'?"),
-])
+@pytest.mark.parametrize(
+    "case, reason",
+    [
+        ("missing", "missing: there is no folder issues/2030-01"),
+        ("draft", "draft: set `status: ready` in issues/2030-01/issue.md to send it"),
+        (
+            "invalid",
+            "invalid: 1 error (run `newsletter check 2030-01`)\n"
+            "  issues/2030-01/01-empathy.md:6: error: unknown topic 'Empathie'; did you mean 'Empathy'?",
+        ),
+    ],
+)
 def test_an_issue_that_cannot_go_is_not_sent_and_the_author_is_told_why(
-        newsletter: Newsletter, monkeypatch: pytest.MonkeyPatch, case: str, reason: str) -> None:
+    newsletter: Newsletter, monkeypatch: pytest.MonkeyPatch, case: str, reason: str
+) -> None:
     settings = settings_for(newsletter, monkeypatch)
     if case == "draft":
         newsletter.issue("2030-01", meta=meta("draft"))
     elif case == "invalid":
-        newsletter.issue("2030-01", summaries={"01-empathy.md": GOOD_SUMMARY.replace("  - Empathy\n", "  - Empathie\n")})
+        newsletter.issue(
+            "2030-01", summaries={"01-empathy.md": GOOD_SUMMARY.replace("  - Empathy\n", "  - Empathie\n")}
+        )
     report = run_once(settings, JAN_1, kind=MONTHLY)
     finish(settings, report)
     assert not report.ok and [r.outcome for r in report.issues] == [Outcome.NOT_SENT]
@@ -213,8 +273,9 @@ def test_an_issue_that_cannot_go_is_not_sent_and_the_author_is_told_why(
     assert f"2030-01 (1st of the month): NOT SENT: {reason}\n" in text_of(told)
 
 
-def test_run_now_sends_this_months_issue_then_nothing_and_exits_0(newsletter: Newsletter,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_run_now_sends_this_months_issue_then_nothing_and_exits_0(
+    newsletter: Newsletter, monkeypatch: pytest.MonkeyPatch
+) -> None:
     settings = settings_for(newsletter, monkeypatch)
     month = f"{datetime.now(settings.zone):%Y-%m}"
     newsletter.issue(month)
@@ -229,7 +290,9 @@ def test_run_now_sends_this_months_issue_then_nothing_and_exits_0(newsletter: Ne
     assert len(sent(newsletter.root, month)) == 2 and len(reports(newsletter.root)) == 2
 
 
-def test_run_now_exits_1_when_this_months_issue_is_missing(newsletter: Newsletter, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_run_now_exits_1_when_this_months_issue_is_missing(
+    newsletter: Newsletter, monkeypatch: pytest.MonkeyPatch
+) -> None:
     settings_for(newsletter, monkeypatch)
     result = newsletter.cli("schedule", "--run-now")
     assert result.exit_code == 1
@@ -240,19 +303,22 @@ def test_run_now_exits_1_when_this_months_issue_is_missing(newsletter: Newslette
 # -- send_at ------------------------------------------------------------------------------
 
 
-def test_the_monthly_run_leaves_an_issue_with_a_later_send_at_alone(newsletter: Newsletter,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_monthly_run_leaves_an_issue_with_a_later_send_at_alone(
+    newsletter: Newsletter, monkeypatch: pytest.MonkeyPatch
+) -> None:
     settings = settings_for(newsletter, monkeypatch)
     newsletter.issue("2030-01", meta=meta(send_at="2030-01-03T08:00:00+01:00"))
     report = run_once(settings, JAN_1, kind=MONTHLY)
     assert report.ok and [(r.outcome, r.reason) for r in report.issues] == [
-        (Outcome.LATER, "waits for its send_at 2030-01-03T08:00:00+01:00, not the 1st")]
+        (Outcome.LATER, "waits for its send_at 2030-01-03T08:00:00+01:00, not the 1st")
+    ]
     assert report.subject() == "newsletter: 2030-01 waits for its send_at (1st of the month run, 2030-01-01 09:00 CET)"
     assert sent(newsletter.root, "2030-01") == []
 
 
-def test_the_minute_check_sends_at_send_at_once_and_picks_up_an_edited_file(newsletter: Newsletter,
-                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_minute_check_sends_at_send_at_once_and_picks_up_an_edited_file(
+    newsletter: Newsletter, monkeypatch: pytest.MonkeyPatch
+) -> None:
     settings = settings_for(newsletter, monkeypatch)
     at = datetime(2030, 1, 3, 8, 0, tzinfo=OSLO)
     newsletter.issue("2030-01", meta=meta(send_at=at.isoformat()))
@@ -271,19 +337,25 @@ def test_the_minute_check_sends_at_send_at_once_and_picks_up_an_edited_file(news
     assert len(sent(newsletter.root, "2030-02")) == 2
     # the 1st of February knows it went out already
     feb = run_once(settings, datetime(2030, 2, 1, 9, 0, tzinfo=OSLO), kind=MONTHLY)
-    assert [(r.outcome, r.reason) for r in feb.issues] == [(Outcome.LATER, "went out at its send_at 2030-01-03T08:00:00+01:00")]
+    assert [(r.outcome, r.reason) for r in feb.issues] == [
+        (Outcome.LATER, "went out at its send_at 2030-01-03T08:00:00+01:00")
+    ]
 
 
-def test_a_send_at_missed_beyond_the_grace_is_not_sent_but_reported(newsletter: Newsletter,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_send_at_missed_beyond_the_grace_is_not_sent_but_reported(
+    newsletter: Newsletter, monkeypatch: pytest.MonkeyPatch
+) -> None:
     settings = settings_for(newsletter, monkeypatch)
     newsletter.issue("2030-01", meta=meta(send_at="2029-12-27T08:00:00+01:00"))
     assert run_once(settings, JAN_1, kind=SEND_AT).issues == []
     report = run_once(settings, JAN_1, kind=MONTHLY)
     [run] = report.issues
-    assert (run.outcome, run.reason) == (Outcome.NOT_SENT, "missed: its send_at 2029-12-27T08:00:00+01:00 passed more than "
-                                         "NEWSLETTER_MISFIRE_GRACE (3 days) ago; send it with `newsletter send 2030-01` "
-                                         "or set a new send_at")
+    assert (run.outcome, run.reason) == (
+        Outcome.NOT_SENT,
+        "missed: its send_at 2029-12-27T08:00:00+01:00 passed more than "
+        "NEWSLETTER_MISFIRE_GRACE (3 days) ago; send it with `newsletter send 2030-01` "
+        "or set a new send_at",
+    )
     assert missed_send_at(settings, JAN_1) == [("2030-01", datetime(2029, 12, 27, 8, 0, tzinfo=OSLO))]
     assert sent(newsletter.root, "2030-01") == []
     # sent by hand, it is no longer missed
@@ -292,8 +364,9 @@ def test_a_send_at_missed_beyond_the_grace_is_not_sent_but_reported(newsletter: 
     assert (run.outcome, run.short) == (Outcome.LATER, "sent already") and missed_send_at(settings, JAN_1) == []
 
 
-def test_next_lists_firsts_and_send_ats_with_the_issue_and_whether_it_is_ready(newsletter: Newsletter,
-                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_next_lists_firsts_and_send_ats_with_the_issue_and_whether_it_is_ready(
+    newsletter: Newsletter, monkeypatch: pytest.MonkeyPatch
+) -> None:
     settings = settings_for(newsletter, monkeypatch)
     newsletter.issue("2030-01")
     newsletter.issue("2030-02", meta=meta("draft", send_at="2030-02-03T08:00:00+01:00"))
@@ -344,13 +417,21 @@ def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
 
 @pytest.mark.parametrize("late, runs", [(timedelta(seconds=30), True), (timedelta(seconds=90), False)])
 def test_a_run_missed_while_down_is_made_up_once_within_the_grace(
-        newsletter: Newsletter, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
-        late: timedelta, runs: bool) -> None:
+    newsletter: Newsletter,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    late: timedelta,
+    runs: bool,
+) -> None:
     # A grace of a minute, and a send time half a day from now so that no 1st
     # of the month falls between the owed run and now, whatever the date.
     now = datetime.now(OSLO)
-    settings = settings_for(newsletter, monkeypatch, NEWSLETTER_MISFIRE_GRACE="60",
-                            NEWSLETTER_SEND_TIME=f"{now + timedelta(hours=12):%H:%M}")
+    settings = settings_for(
+        newsletter,
+        monkeypatch,
+        NEWSLETTER_MISFIRE_GRACE="60",
+        NEWSLETTER_SEND_TIME=f"{now + timedelta(hours=12):%H:%M}",
+    )
     month = f"{now:%Y-%m}"
     newsletter.issue(month)
     seed(settings, now - late)
@@ -362,13 +443,17 @@ def test_a_run_missed_while_down_is_made_up_once_within_the_grace(
     missed = "missed by more than NEWSLETTER_MISFIRE_GRACE (1 minute): skipped" in caplog.text
     assert missed is not runs
     verdict = "running it now" if runs else "too late: it will be skipped"
-    assert f"was missed while the scheduler was stopped ({int(late.total_seconds())} seconds ago): {verdict}" in caplog.text
+    assert (
+        f"was missed while the scheduler was stopped ({int(late.total_seconds())} seconds ago): {verdict}"
+        in caplog.text
+    )
     # the owed run is spent: the store now waits for the next 1st, so a restart runs nothing
     assert stored_next_run(settings) == monthly_trigger(settings).get_next_fire_time(None, now)
 
 
 def test_a_send_at_send_cut_short_by_a_crash_is_finished_after_a_restart(
-        newsletter: Newsletter, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    newsletter: Newsletter, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     settings = settings_for(newsletter, monkeypatch)
     at = datetime.now(OSLO).replace(microsecond=0) - timedelta(hours=1)
     newsletter.issue("2030-01", meta=meta(send_at=at.isoformat()))
@@ -385,7 +470,8 @@ def test_a_send_at_send_cut_short_by_a_crash_is_finished_after_a_restart(
 
 
 def test_a_restart_keeps_an_owed_run_and_moves_a_future_one_to_a_new_send_time(
-        newsletter: Newsletter, monkeypatch: pytest.MonkeyPatch) -> None:
+    newsletter: Newsletter, monkeypatch: pytest.MonkeyPatch
+) -> None:
     settings = settings_for(newsletter, monkeypatch)
     now = datetime.now(settings.zone)
     owed = (now - timedelta(days=1)).replace(microsecond=0)
@@ -417,8 +503,14 @@ def test_a_restart_keeps_an_owed_run_and_moves_a_future_one_to_a_new_send_time(
 
 def test_sigterm_stops_the_scheduler_with_exit_0_and_a_second_one_is_refused(newsletter: Newsletter) -> None:
     env = {**os.environ, "NEWSLETTER_ROOT": str(newsletter.root), "NEWSLETTER_TIMEZONE": "Europe/Oslo"}
-    proc = subprocess.Popen([sys.executable, "-m", "newsletter", "schedule"], env=env, cwd="/",
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "newsletter", "schedule"],
+        env=env,
+        cwd="/",
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     lines: queue.Queue[str] = queue.Queue()
     reader = threading.Thread(target=lambda: [lines.put(line) for line in proc.stderr], daemon=True)  # type: ignore[union-attr]
     reader.start()
@@ -426,10 +518,19 @@ def test_sigterm_stops_the_scheduler_with_exit_0_and_a_second_one_is_refused(new
         seen: list[str] = []
         while not any("scheduler started" in line for line in seen):
             seen.append(lines.get(timeout=30))
-        assert re.search(r"scheduler started \(pid \d+\): day 1 of every month at 09:00 Europe/Oslo; .*; "
-                         r"next run \d{4}-\d\d-01T09:00:00\+0[12]:00 \(issue \d{4}-\d\d: missing: ", seen[-1])
-        second = subprocess.run([sys.executable, "-m", "newsletter", "schedule"], env=env, cwd="/",
-                                capture_output=True, text=True, timeout=30)
+        assert re.search(
+            r"scheduler started \(pid \d+\): day 1 of every month at 09:00 Europe/Oslo; .*; "
+            r"next run \d{4}-\d\d-01T09:00:00\+0[12]:00 \(issue \d{4}-\d\d: missing: ",
+            seen[-1],
+        )
+        second = subprocess.run(
+            [sys.executable, "-m", "newsletter", "schedule"],
+            env=env,
+            cwd="/",
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         assert second.returncode == 2
         assert f"error: another `newsletter schedule` is running on this database (pid {proc.pid} on " in second.stderr
         proc.send_signal(signal.SIGTERM)
@@ -456,7 +557,8 @@ def iter_queue(q: queue.Queue[str]) -> list[str]:
 
 
 def test_a_lease_held_by_a_live_process_elsewhere_refuses_and_a_stale_one_is_taken(
-        newsletter: Newsletter, monkeypatch: pytest.MonkeyPatch) -> None:
+    newsletter: Newsletter, monkeypatch: pytest.MonkeyPatch
+) -> None:
     settings = settings_for(newsletter, monkeypatch)
     ledger = Ledger(settings.ledger_url)
     try:
@@ -477,13 +579,21 @@ def test_a_lease_held_by_a_live_process_elsewhere_refuses_and_a_stale_one_is_tak
 # -- the report through another backend -------------------------------------------------------------
 
 
-def test_through_sendgrid_the_report_is_mailed_to_the_author(newsletter: Newsletter,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_through_sendgrid_the_report_is_mailed_to_the_author(
+    newsletter: Newsletter, monkeypatch: pytest.MonkeyPatch
+) -> None:
     fake = FakeSendGrid().start()
     try:
-        settings = settings_for(newsletter, monkeypatch, SENDGRID_API_KEY=fake.api_key, SENDGRID_API_HOST=fake.url,
-                                SENDGRID_ASM_GROUP_ID="4242", NEWSLETTER_FROM="PPRNet Digest <digest@pprnet.example.org>",
-                                NEWSLETTER_POSTAL_ADDRESS="1 Research Way, Ottawa", NEWSLETTER_SECRET="s3cret")
+        settings = settings_for(
+            newsletter,
+            monkeypatch,
+            SENDGRID_API_KEY=fake.api_key,
+            SENDGRID_API_HOST=fake.url,
+            SENDGRID_ASM_GROUP_ID="4242",
+            NEWSLETTER_FROM="PPRNet Digest <digest@pprnet.example.org>",
+            NEWSLETTER_POSTAL_ADDRESS="1 Research Way, Ottawa",
+            NEWSLETTER_SECRET="s3cret",
+        )
         newsletter.issue("2030-01")
         report = run_once(settings, JAN_1, kind=MONTHLY)
         where = finish(settings, report)

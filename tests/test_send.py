@@ -12,8 +12,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from newsletter.delivery.ledger import Ledger
 
 from conftest import Newsletter
@@ -90,8 +88,10 @@ def test_names_are_escaped_in_html_and_raw_in_text(samples: Newsletter) -> None:
     samples.write("subscribers/sample.csv", HEADER + "bob@example.org,Bob <b>,all,\nco@example.org,Chloé & Co,all,\n")
     assert samples.cli("send", "2021-07", "--yes").exit_code == 0
     received = by_recipient(samples.root)
-    for address, raw, escaped in (("bob@example.org", "Bob <b>", "Bob &lt;b&gt;"),
-                                  ("co@example.org", "Chloé & Co", "Chloé &amp; Co")):
+    for address, raw, escaped in (
+        ("bob@example.org", "Bob <b>", "Bob &lt;b&gt;"),
+        ("co@example.org", "Chloé & Co", "Chloé &amp; Co"),
+    ):
         text, html = (p.get_content() for p in received[address][0].iter_parts())
         assert raw in text and escaped in html and raw not in html
 
@@ -138,8 +138,9 @@ def many_readers(newsletter: Newsletter, n: int) -> None:
 
 def cli_process(newsletter: Newsletter, *args: str) -> subprocess.Popen[str]:
     env = {**os.environ, "NEWSLETTER_ROOT": str(newsletter.root)}
-    return subprocess.Popen([sys.executable, "-m", "newsletter", *args], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-m", "newsletter", *args], env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
 
 
 def expected_readers(n: int) -> int:
@@ -157,7 +158,7 @@ def test_sigkill_at_any_moment_then_rerun_sends_everyone_exactly_once(samples: N
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     final = cli_process(samples, "send", "2021-07", "--yes")
-    out, err = final.communicate(timeout=300)
+    _out, err = final.communicate(timeout=300)
     assert final.returncode == 0, err
     received = by_recipient(samples.root)
     assert len(received) == expected_readers(n)

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import pytest
 
 from newsletter.delivery.backends.sendgrid import PayloadError, SendGridBackend, validate
-from newsletter.errors import BatchFailed
 from newsletter.delivery.ledger import Ledger
+from newsletter.errors import BatchFailed
 
 from conftest import Newsletter
 from fake_sendgrid import FakeSendGrid
@@ -28,11 +28,17 @@ def fake() -> Iterator[FakeSendGrid]:
 
 def env_for(fake: FakeSendGrid, **extra: str) -> dict[str, str]:
     return {
-        "SENDGRID_API_KEY": fake.api_key, "SENDGRID_API_HOST": fake.url, "SENDGRID_ASM_GROUP_ID": "4242",
-        "SENDGRID_BACKOFF": "0.01", "SENDGRID_TIMEOUT": "1",
-        "NEWSLETTER_FROM": "PPRNet Digest <digest@pprnet.example.org>", "NEWSLETTER_REPLY_TO": "editor@pprnet.example.org",
-        "NEWSLETTER_POSTAL_ADDRESS": "1 Research Way, Ottawa", "NEWSLETTER_SECRET": "s3cret-for-tests",
-        "COLUMNS": "200", **extra,
+        "SENDGRID_API_KEY": fake.api_key,
+        "SENDGRID_API_HOST": fake.url,
+        "SENDGRID_ASM_GROUP_ID": "4242",
+        "SENDGRID_BACKOFF": "0.01",
+        "SENDGRID_TIMEOUT": "1",
+        "NEWSLETTER_FROM": "PPRNet Digest <digest@pprnet.example.org>",
+        "NEWSLETTER_REPLY_TO": "editor@pprnet.example.org",
+        "NEWSLETTER_POSTAL_ADDRESS": "1 Research Way, Ottawa",
+        "NEWSLETTER_SECRET": "s3cret-for-tests",
+        "COLUMNS": "200",
+        **extra,
     }
 
 
@@ -58,13 +64,16 @@ def test_each_reader_gets_their_variant_once_in_few_requests(samples: Newsletter
     assert all(len(messages) == 1 for messages in got.values())
     # one request serves many readers: variants of 1,000-reader batches
     assert len(fake.requests) <= 6 and max(len(r["personalizations"]) for r in fake.requests) <= 1000
-    for address, (message,) in got.items():
+    for _address, (message,) in got.items():
         variant = message.custom_args["variant"]
         assert message.custom_args["issue"] == "2021-07" and message.custom_args["batch"]
         assert message.categories == ["newsletter", "issue-2021-07", f"variant-{variant}"]
         assert message.asm_group_id == 4242
         assert message.headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
-        assert "https://sendgrid.test/unsubscribe/4242/" in message.html and "https://sendgrid.test/unsubscribe/4242/" in message.text
+        assert (
+            "https://sendgrid.test/unsubscribe/4242/" in message.html
+            and "https://sendgrid.test/unsubscribe/4242/" in message.text
+        )
         assert "https://sendgrid.test/preferences/" in message.html
         assert "__nl_" not in message.html + message.text and "<%" not in message.html + message.text
         assert message.tracking["open_tracking"] == {"enable": False}
@@ -85,7 +94,9 @@ def test_each_reader_gets_their_variant_once_in_few_requests(samples: Newsletter
 
 
 @pytest.mark.parametrize("faults", [["429"], ["429-bare"], ["500", "500"], ["429", "500", "429-bare", "500"]])
-def test_retryable_faults_are_survived_without_duplicates(samples: Newsletter, fake: FakeSendGrid, faults: list[str]) -> None:
+def test_retryable_faults_are_survived_without_duplicates(
+    samples: Newsletter, fake: FakeSendGrid, faults: list[str]
+) -> None:
     readers(samples, 1300)
     fake.faults.extend(faults)
     result = samples.cli("send", "2021-07", "--yes", env=env_for(fake))
@@ -127,12 +138,15 @@ def test_unreachable_host_is_retried_with_backoff_then_failed() -> None:
     port = closed.getsockname()[1]
     closed.close()  # nothing listens there now
     waits: list[float] = []
-    backend = SendGridBackend("SG.key", host=f"http://127.0.0.1:{port}", asm_group_id=1, max_attempts=4,
-                              backoff=0.5, sleep=waits.append)
-    with pytest.raises(BatchFailed, match=r"gave up after 4 attempts: cannot reach SendGrid: \[Errno 111\] Connection refused"):
+    backend = SendGridBackend(
+        "SG.key", host=f"http://127.0.0.1:{port}", asm_group_id=1, max_attempts=4, backoff=0.5, sleep=waits.append
+    )
+    with pytest.raises(
+        BatchFailed, match=r"gave up after 4 attempts: cannot reach SendGrid: \[Errno 111\] Connection refused"
+    ):
         backend.post(None, base_payload(1))  # type: ignore[arg-type]
     assert len(waits) == 4
-    assert all(0 <= w <= 0.5 * 2 ** i for i, w in enumerate(waits))  # exponential, with jitter
+    assert all(0 <= w <= 0.5 * 2**i for i, w in enumerate(waits))  # exponential, with jitter
 
 
 def test_a_refused_batch_fails_alone_with_sendgrids_message(samples: Newsletter, fake: FakeSendGrid) -> None:
@@ -140,7 +154,10 @@ def test_a_refused_batch_fails_alone_with_sendgrids_message(samples: Newsletter,
     fake.faults.append("400")
     result = samples.cli("send", "2021-07", "--yes", env=env_for(fake))
     assert result.exit_code == 1
-    assert "SendGrid refused the batch (400): The from email does not contain a valid address. (field from.email)" in result.stdout
+    assert (
+        "SendGrid refused the batch (400): The from email does not contain a valid address. (field from.email)"
+        in result.stdout
+    )
     counts = ledger_of(samples).counts("2021-07")
     assert counts["failed"] > 0 and counts["sent"] > 0
     assert counts["failed"] + counts["sent"] == len(expected(1300))
@@ -149,7 +166,9 @@ def test_a_refused_batch_fails_alone_with_sendgrids_message(samples: Newsletter,
     assert set(fake.by_reader()) == expected(1300)
 
 
-def test_api_key_never_appears_in_output_or_logs(samples: Newsletter, fake: FakeSendGrid, caplog: pytest.LogCaptureFixture) -> None:
+def test_api_key_never_appears_in_output_or_logs(
+    samples: Newsletter, fake: FakeSendGrid, caplog: pytest.LogCaptureFixture
+) -> None:
     readers(samples, 10)
     caplog.set_level(logging.DEBUG)
     wrong = env_for(fake, SENDGRID_API_KEY="SG.wrong-key-must-not-leak")
@@ -169,7 +188,11 @@ def test_suppressions_are_fetched_paged_and_skipped(samples: Newsletter, fake: F
     fake.suppressions["spam_reports"] = ["READER2@example.org"]
     fake.group_suppressions[4242] = ["reader3@example.org"]
     synced = samples.cli("suppressions", "sync", env=env_for(fake))
-    assert synced.exit_code == 0 and synced.stdout == "synced 703 suppressed addresses from SendGrid (" + fake.url + ", unsubscribe group 4242)\n"
+    assert (
+        synced.exit_code == 0
+        and synced.stdout
+        == "synced 703 suppressed addresses from SendGrid (" + fake.url + ", unsubscribe group 4242)\n"
+    )
     audience = samples.cli("audience", "2021-07", env=env_for(fake))
     assert "skipped: 1 (bounced (SendGrid))" in audience.stdout
     assert "skipped: 1 (reported spam (SendGrid))" in audience.stdout
@@ -187,7 +210,10 @@ def test_dry_run_builds_and_validates_without_posting(samples: Newsletter, fake:
     readers(samples, 1300)
     result = samples.cli("send", "2021-07", "--dry-run", env=env_for(fake))
     assert result.exit_code == 0, result.stdout + result.stderr
-    assert f"would send now │ {len(expected(1300))}" in result.stdout.replace("  ", " ").replace("  ", " ") or str(len(expected(1300))) in result.stdout
+    assert (
+        f"would send now │ {len(expected(1300))}" in result.stdout.replace("  ", " ").replace("  ", " ")
+        or str(len(expected(1300))) in result.stdout
+    )
     assert fake.requests == [] and fake.received == []
     assert ledger_of(samples).counts("2021-07") == {}
 
@@ -201,27 +227,37 @@ def test_test_send_goes_through_sendgrid_without_ledger(samples: Newsletter, fak
 
 
 def test_real_send_refuses_without_unsubscribe_group_or_sender(samples: Newsletter, fake: FakeSendGrid) -> None:
-    result = samples.cli("send", "2021-07", "--yes", env=env_for(fake, SENDGRID_ASM_GROUP_ID="", NEWSLETTER_POSTAL_ADDRESS=""))
+    result = samples.cli(
+        "send", "2021-07", "--yes", env=env_for(fake, SENDGRID_ASM_GROUP_ID="", NEWSLETTER_POSTAL_ADDRESS="")
+    )
     assert result.exit_code == 2
     assert "a real send needs NEWSLETTER_POSTAL_ADDRESS, SENDGRID_ASM_GROUP_ID" in result.stderr
     assert fake.requests == []
 
 
 def base_payload(n: int) -> dict:
-    return {"personalizations": [{"to": [{"email": f"r{i}@x.org"}], "substitutions": {"-a-": "x"}} for i in range(n)],
-            "from": {"email": "a@x.org"}, "subject": "s", "categories": ["a"], "custom_args": {"a": "b"},
-            "content": [{"type": "text/plain", "value": "t"}, {"type": "text/html", "value": "h"}]}
+    return {
+        "personalizations": [{"to": [{"email": f"r{i}@x.org"}], "substitutions": {"-a-": "x"}} for i in range(n)],
+        "from": {"email": "a@x.org"},
+        "subject": "s",
+        "categories": ["a"],
+        "custom_args": {"a": "b"},
+        "content": [{"type": "text/plain", "value": "t"}, {"type": "text/html", "value": "h"}],
+    }
 
 
-@pytest.mark.parametrize(("change", "words"), [
-    (lambda p: p["personalizations"].extend(base_payload(1001)["personalizations"][1000:]), "personalizations"),
-    (lambda p: p["personalizations"].__setitem__(999, {"to": [{"email": "R1@x.org"}]}), "appears twice"),
-    (lambda p: p.update(categories=[str(i) for i in range(11)]), "categories"),
-    (lambda p: p.update(custom_args={"a": "x" * 10_001}), "custom_args"),
-    (lambda p: p["personalizations"][0].update(substitutions={"-a-": "x" * 10_001}), "substitutions"),
-    (lambda p: p.update(content=list(reversed(p["content"]))), "text/plain"),
-    (lambda p: p["content"][1].update(value="x" * (30 * 1024 * 1024)), "over SendGrid's"),
-])
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        (lambda p: p["personalizations"].extend(base_payload(1001)["personalizations"][1000:]), "personalizations"),
+        (lambda p: p["personalizations"].__setitem__(999, {"to": [{"email": "R1@x.org"}]}), "appears twice"),
+        (lambda p: p.update(categories=[str(i) for i in range(11)]), "categories"),
+        (lambda p: p.update(custom_args={"a": "x" * 10_001}), "custom_args"),
+        (lambda p: p["personalizations"][0].update(substitutions={"-a-": "x" * 10_001}), "substitutions"),
+        (lambda p: p.update(content=list(reversed(p["content"]))), "text/plain"),
+        (lambda p: p["content"][1].update(value="x" * (30 * 1024 * 1024)), "over SendGrid's"),
+    ],
+)
 def test_payload_limits_are_enforced_before_sending(change, words: str) -> None:  # type: ignore[no-untyped-def]
     payload = base_payload(1000)
     validate(payload)

@@ -15,6 +15,7 @@ library; only ``cli`` turns them into messages and exit codes.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -34,10 +35,8 @@ class Problem:
     def format(self, root: Path | None = None) -> str:
         path = self.path
         if root is not None:
-            try:
+            with contextlib.suppress(ValueError):
                 path = path.relative_to(root)
-            except ValueError:
-                pass
         return f"{path}:{self.line}: {self.severity}: {self.message}"
 
 

@@ -26,9 +26,7 @@ ENV_PREFIX = "NEWSLETTER_"
 class Settings(BaseSettings):
     """Every knob of the tool. Field ``x`` is set by ``NEWSLETTER_X``."""
 
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, extra="ignore", env_file_encoding="utf-8"
-    )
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", env_file_encoding="utf-8")
 
     root: Path = Field(default=Path("."), description="the newsletter folder")
     name: str = "PPRNet Research Digest"
@@ -87,7 +85,7 @@ class Settings(BaseSettings):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"{value!r} is not an IANA time zone name such as Europe/London")
+            raise ValueError(f"{value!r} is not an IANA time zone name such as Europe/London") from None
         return value
 
     @field_validator("sendgrid_asm_group_id", mode="before")

@@ -82,6 +82,5 @@ def plan_audience(
         audience.groups.setdefault(selection, []).append(reader)
     # Full issue first, then larger selections, then issue order: stable output.
     order = {slug: i for i, slug in enumerate(full)}
-    audience.groups = dict(sorted(audience.groups.items(),
-                                  key=lambda kv: (-len(kv[0]), [order[s] for s in kv[0]])))
+    audience.groups = dict(sorted(audience.groups.items(), key=lambda kv: (-len(kv[0]), [order[s] for s in kv[0]])))
     return audience

@@ -16,10 +16,10 @@ from typing import Literal
 
 from email_validator import EmailNotValidError, validate_email
 
-from newsletter.support import collector
-from newsletter.errors import Problem
 from newsletter.content.sources import read_text
 from newsletter.content.taxonomy import ALL, Taxonomy
+from newsletter.errors import Problem
+from newsletter.support import collector
 
 Status = Literal["active", "unsubscribed", "bounced"]
 STATUSES: tuple[Status, ...] = ("active", "unsubscribed", "bounced")
@@ -55,8 +55,12 @@ class Subscriber:
 def normalize_email(address: str) -> str:
     """The address in canonical form; raise ValueError with the reason."""
     address = address.strip()
-    if (_PLAIN.match(address) and len(address) <= 254 and address.index("@") <= 64
-            and address.rsplit(".", 1)[1].lower() not in _SPECIAL_TLDS):
+    if (
+        _PLAIN.match(address)
+        and len(address) <= 254
+        and address.index("@") <= 64
+        and address.rsplit(".", 1)[1].lower() not in _SPECIAL_TLDS
+    ):
         local, domain = address.rsplit("@", 1)
         return f"{local}@{domain.lower()}"
     try:
@@ -93,8 +97,12 @@ class SubscriberList:
         return [s for s in self.subscribers if s.status == "active"]
 
 
-def read_file(path: Path, taxonomy: Taxonomy, seen: dict[str, Subscriber],
-              topic_cache: dict[str, tuple[frozenset[str] | None, list[str]]]) -> tuple[list[Subscriber], list[Problem]]:
+def read_file(
+    path: Path,
+    taxonomy: Taxonomy,
+    seen: dict[str, Subscriber],
+    topic_cache: dict[str, tuple[frozenset[str] | None, list[str]]],
+) -> tuple[list[Subscriber], list[Problem]]:
     text, problem = read_text(path)
     if problem is not None:
         return [], [problem]
@@ -110,8 +118,15 @@ def read_file(path: Path, taxonomy: Taxonomy, seen: dict[str, Subscriber],
     columns = [h.strip().lower() for h in header]
     missing = [c for c in REQUIRED_COLUMNS if c not in columns]
     if missing:
-        return [], [Problem(path, 1, "error", f"malformed CSV: header lacks column(s) {', '.join(missing)}; "
-                                               f"expected {','.join(REQUIRED_COLUMNS)}[,status]")]
+        return [], [
+            Problem(
+                path,
+                1,
+                "error",
+                f"malformed CSV: header lacks column(s) {', '.join(missing)}; "
+                f"expected {','.join(REQUIRED_COLUMNS)}[,status]",
+            )
+        ]
     index = {name: columns.index(name) for name in (*REQUIRED_COLUMNS, "status") if name in columns}
     found: list[Subscriber] = []
     line = 1
@@ -128,7 +143,11 @@ def read_file(path: Path, taxonomy: Taxonomy, seen: dict[str, Subscriber],
         if not "".join(row).strip():
             continue
         if len(row) != len(columns):
-            problems.append(Problem(path, line, "error", f"malformed CSV: {len(row)} fields, header has {len(columns)}; row skipped"))
+            problems.append(
+                Problem(
+                    path, line, "error", f"malformed CSV: {len(row)} fields, header has {len(columns)}; row skipped"
+                )
+            )
             continue
         cell = {name: row[i].strip() for name, i in index.items()}
         try:
@@ -138,7 +157,11 @@ def read_file(path: Path, taxonomy: Taxonomy, seen: dict[str, Subscriber],
             continue
         status = (cell.get("status") or "active").lower()
         if status not in STATUSES:
-            problems.append(Problem(path, line, "error", f"unknown status {cell['status']!r}; expected one of {', '.join(STATUSES)}"))
+            problems.append(
+                Problem(
+                    path, line, "error", f"unknown status {cell['status']!r}; expected one of {', '.join(STATUSES)}"
+                )
+            )
             continue
         # Readers repeat the same few topic lists; parse each list once.
         parsed = topic_cache.get(cell["topics"])
@@ -152,7 +175,9 @@ def read_file(path: Path, taxonomy: Taxonomy, seen: dict[str, Subscriber],
                 problems.append(Problem(path, line, "error", taxonomy.unknown_message(label)))
         if topics is not None and not topics:
             if not unknown:
-                problems.append(Problem(path, line, "error", "empty topics: list topics separated by ';' or write 'all'"))
+                problems.append(
+                    Problem(path, line, "error", "empty topics: list topics separated by ';' or write 'all'")
+                )
             continue
         subscriber = Subscriber(email, cell["name"], topics, status, path, line)  # type: ignore[arg-type]
         earlier = seen.get(subscriber.key)

@@ -18,6 +18,7 @@ May import every package; nothing imports it.
 # Importing a command module registers its commands, in this order in --help.
 # isort: off
 from newsletter.cli import content, preview, readers, sending, archive, schedule  # noqa: F401
+
 # isort: on
 from newsletter.cli.app import app
 

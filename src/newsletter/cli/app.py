@@ -60,8 +60,18 @@ def _version(value: bool) -> None:
 @app.callback()
 def _main(
     ctx: typer.Context,
-    root: Annotated[Optional[Path], typer.Option("--root", envvar="NEWSLETTER_ROOT", help="Newsletter folder (holds issues/, templates/, subscribers/, .env). Default: the current directory.", show_default=False)] = None,
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")] = False,
+    root: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--root",
+            envvar="NEWSLETTER_ROOT",
+            help="Newsletter folder (holds issues/, templates/, subscribers/, .env). Default: the current directory.",
+            show_default=False,
+        ),
+    ] = None,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
+    ] = False,
 ) -> None:
     ctx.obj = State(root)
 

@@ -20,7 +20,9 @@ from newsletter.support.words import plural
 @fail_cleanly
 def check(
     ctx: typer.Context,
-    issue: Annotated[Optional[str], typer.Argument(help="Issue folder name, e.g. 2021-07. Default: every issue.", show_default=False)] = None,
+    issue: Annotated[
+        Optional[str], typer.Argument(help="Issue folder name, e.g. 2021-07. Default: every issue.", show_default=False)
+    ] = None,
 ) -> None:
     """Validate issue sources; print every problem as path:line: severity: message."""
     ws = workspace(ctx)
@@ -47,7 +49,14 @@ def check(
 def build(
     ctx: typer.Context,
     issue: Annotated[str, typer.Argument(help="Issue folder name, e.g. 2021-07.")],
-    out: Annotated[Optional[Path], typer.Option("--out", help="Folder to write (replaced as a whole). Default: build/ISSUE in the newsletter folder.", show_default=False)] = None,
+    out: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--out",
+            help="Folder to write (replaced as a whole). Default: build/ISSUE in the newsletter folder.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Render the issue and every selection of its summaries to HTML and text files, with sizes."""
     ws = workspace(ctx)
@@ -62,7 +71,9 @@ def build(
         task = bar.add_task(f"rendering {issue}", total=total)
         built = build_issue(loaded, renderer, target, progress=lambda _: bar.advance(task))
     limit = GMAIL_CLIP_BYTES / 1024
-    table = Table("file", "size", f"of Gmail's {limit:.0f} KB", "", title=f"{issue}: {plural(total, 'variant')} in {target}")
+    table = Table(
+        "file", "size", f"of Gmail's {limit:.0f} KB", "", title=f"{issue}: {plural(total, 'variant')} in {target}"
+    )
     for item in built:
         share = f"{item.size / GMAIL_CLIP_BYTES:.0%}" if item.is_html else ""
         table.add_row(item.path.name, f"{item.size / 1024:.1f} KB", share, item.verdict)

@@ -14,8 +14,13 @@ from newsletter.web.preview import DEFAULT_PORT, Preview, serve
 @fail_cleanly
 def preview_issue(
     ctx: typer.Context,
-    issue: Annotated[Optional[str], typer.Argument(help="Issue folder name, e.g. 2021-07. Default: the newest issue.", show_default=False)] = None,
-    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port on 127.0.0.1 (0: any free one).")] = DEFAULT_PORT,
+    issue: Annotated[
+        Optional[str],
+        typer.Argument(help="Issue folder name, e.g. 2021-07. Default: the newest issue.", show_default=False),
+    ] = None,
+    port: Annotated[
+        int, typer.Option("--port", min=0, max=65535, help="Port on 127.0.0.1 (0: any free one).")
+    ] = DEFAULT_PORT,
     no_open: Annotated[bool, typer.Option("--no-open", help="Do not open a browser.")] = False,
 ) -> None:
     """Serve the issue's variants on a local web page that reloads as you edit; Ctrl-C stops it."""

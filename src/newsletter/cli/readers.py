@@ -28,8 +28,10 @@ def subscribers_check(ctx: typer.Context) -> None:
     found = read_subscribers(ws.settings.subscribers_dir, ws.taxonomy)
     print_problems(found.problems, ws.root)
     errors = len(errors_in(found.problems))
-    typer.echo(f"{plural(len(found.subscribers), 'subscriber')} ({len(found.active)} active): "
-               f"{plural(errors, 'error')}, {plural(len(found.problems) - errors, 'warning')}")
+    typer.echo(
+        f"{plural(len(found.subscribers), 'subscriber')} ({len(found.active)} active): "
+        f"{plural(errors, 'error')}, {plural(len(found.problems) - errors, 'warning')}"
+    )
     raise typer.Exit(1 if errors else 0)
 
 
@@ -63,8 +65,13 @@ def subscribers_list(
 
 def print_audience(ws: Workspace, audience: Audience, problems: list[Problem]) -> None:
     """The variants, their readers, who is skipped and why, and the subscriber rows left out."""
-    table = Table("variant", "summaries", "readers", title=f"audience of {audience.issue.id}: "
-                  f"{plural(audience.recipients, 'reader')} in {plural(len(audience.groups), 'variant')}")
+    table = Table(
+        "variant",
+        "summaries",
+        "readers",
+        title=f"audience of {audience.issue.id}: "
+        f"{plural(audience.recipients, 'reader')} in {plural(len(audience.groups), 'variant')}",
+    )
     for selection, readers in audience.groups.items():
         table.add_row(audience.key(selection), ", ".join(selection), str(len(readers)))
     console.print(table)

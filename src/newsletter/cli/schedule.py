@@ -24,8 +24,16 @@ from newsletter.schedule.service import serve, stored_next_run
 @fail_cleanly
 def schedule(
     ctx: typer.Context,
-    show_next: Annotated[bool, typer.Option("--next", help="Print the next runs (ISO 8601), the issue each would send and whether it is ready.")] = False,
-    run_now: Annotated[bool, typer.Option("--run-now", help="Do one run now (for cron or a systemd timer) and exit: 0 if nothing failed.")] = False,
+    show_next: Annotated[
+        bool,
+        typer.Option(
+            "--next", help="Print the next runs (ISO 8601), the issue each would send and whether it is ready."
+        ),
+    ] = False,
+    run_now: Annotated[
+        bool,
+        typer.Option("--run-now", help="Do one run now (for cron or a systemd timer) and exit: 0 if nothing failed."),
+    ] = False,
 ) -> None:
     """Send each month's issue on the 1st (and send_at issues at their time); runs until SIGTERM or Ctrl-C."""
     if show_next and run_now:

@@ -18,6 +18,7 @@ from newsletter.delivery.send import Plan, SendReport, prepare, send_tests, sync
 from newsletter.delivery.send import send as send_issue
 from newsletter.support.words import plural
 
+
 @app.command()
 @fail_cleanly
 def send(
@@ -25,9 +26,20 @@ def send(
     issue: Annotated[str, typer.Argument(help="Issue, e.g. 2021-07.")],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Do everything but hand messages over.")] = False,
-    test: Annotated[Optional[list[str]], typer.Option("--test", metavar="ADDRESS", help="Send every variant once to ADDRESS, subject marked [TEST]; no ledger. Repeatable.")] = None,
-    resend_in_doubt: Annotated[bool, typer.Option("--resend-in-doubt", help="Also resend readers whose earlier batch has an unknown outcome.")] = False,
-    strict: Annotated[bool, typer.Option("--strict", help="Refuse to send if any subscriber row has an error.")] = False,
+    test: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--test",
+            metavar="ADDRESS",
+            help="Send every variant once to ADDRESS, subject marked [TEST]; no ledger. Repeatable.",
+        ),
+    ] = None,
+    resend_in_doubt: Annotated[
+        bool, typer.Option("--resend-in-doubt", help="Also resend readers whose earlier batch has an unknown outcome.")
+    ] = False,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Refuse to send if any subscriber row has an error.")
+    ] = False,
 ) -> None:
     """Send an issue to every reader who has not had it yet."""
     ws = workspace(ctx)
@@ -36,8 +48,10 @@ def send(
         sender, warnings = prepare(ws, checked, test=True)
         _warn(warnings)
         keys = send_tests(sender, test, sender.issue.selections())
-        typer.echo(f"test: sent {plural(len(keys), 'variant')} ({', '.join(keys)}) to {', '.join(test)} "
-                   f"via {sender.backend.describe()}")
+        typer.echo(
+            f"test: sent {plural(len(keys), 'variant')} ({', '.join(keys)}) to {', '.join(test)} "
+            f"via {sender.backend.describe()}"
+        )
         return
 
     def go_ahead(planned: Plan) -> bool:
@@ -57,8 +71,16 @@ def send(
 
     advance: list[Callable[[int], None]] = [lambda n: None]
     with Ledger(ws.settings.ledger_url) as ledger, ExitStack() as stack:
-        _, report = send_issue(ws, checked, ledger, strict=strict, dry_run=dry_run, resend_in_doubt=resend_in_doubt,
-                               go_ahead=go_ahead, progress=lambda n: advance[0](n))
+        _, report = send_issue(
+            ws,
+            checked,
+            ledger,
+            strict=strict,
+            dry_run=dry_run,
+            resend_in_doubt=resend_in_doubt,
+            go_ahead=go_ahead,
+            progress=advance[0],
+        )
     assert report is not None  # go_ahead only ever says yes (or aborts)
     _print_report(report)
     raise typer.Exit(0 if report.ok else 1)
@@ -105,7 +127,9 @@ def status(ctx: typer.Context, issue: Annotated[str, typer.Argument(help="Issue,
         typer.echo(f"{row.status}: {row.email}: {row.reason or ''}")
 
 
-suppressions_app = typer.Typer(help="The provider's suppression lists (unsubscribes, bounces, blocks...).", no_args_is_help=True)
+suppressions_app = typer.Typer(
+    help="The provider's suppression lists (unsubscribes, bounces, blocks...).", no_args_is_help=True
+)
 app.add_typer(suppressions_app, name="suppressions")
 
 

@@ -35,19 +35,33 @@ def check_summary(summary: Summary) -> list[Problem]:
     path = summary.path
     if summary.citation:
         if not has_year(summary.citation):
-            problems.append(Problem(path, summary.line_of("citation"), "warning",
-                                    "citation has no year in parentheses, e.g. (2021)"))
+            problems.append(
+                Problem(
+                    path, summary.line_of("citation"), "warning", "citation has no year in parentheses, e.g. (2021)"
+                )
+            )
         author = first_author(summary.citation)
         if author:
-            for text, start_line in ((summary.body, summary.body_line), (summary.implications, summary.implications_line)):
+            for text, start_line in (
+                (summary.body, summary.body_line),
+                (summary.implications, summary.implications_line),
+            ):
                 for match in COLLEAGUES.finditer(text):
                     named = match.group(1)
                     if _fold(named) != _fold(author):
                         line = start_line + text.count("\n", 0, match.start())
-                        problems.append(Problem(path, line, "warning",
-                                                f"'{named} and colleagues' does not match the first author '{author}' of the citation"))
+                        problems.append(
+                            Problem(
+                                path,
+                                line,
+                                "warning",
+                                f"'{named} and colleagues' does not match the first author '{author}' of the citation",
+                            )
+                        )
     if not summary.doi and not summary.url:
-        problems.append(Problem(path, summary.line_of("title"), "warning", "no doi or url: readers cannot find the article"))
+        problems.append(
+            Problem(path, summary.line_of("title"), "warning", "no doi or url: readers cannot find the article")
+        )
     return problems
 
 
@@ -57,8 +71,14 @@ def check_links(path: Path, text: str, start_line: int) -> list[Problem]:
     for url in relative_links(text):
         at = text.find(f"]({url}")
         line = start_line + (text.count("\n", 0, at) if at >= 0 else 0)
-        problems.append(Problem(path, line, "warning",
-                                f"link {url!r} is not an absolute http(s) or mailto URL: the email shows its text without a link"))
+        problems.append(
+            Problem(
+                path,
+                line,
+                "warning",
+                f"link {url!r} is not an absolute http(s) or mailto URL: the email shows its text without a link",
+            )
+        )
     return problems
 
 
@@ -67,8 +87,9 @@ def check_issue(issue: Issue) -> list[Problem]:
     problems: list[Problem] = []
     count = len(issue.summaries)
     if count and not 2 <= count <= 3:
-        problems.append(Problem(issue.path / ISSUE_FILE, 1, "warning",
-                                f"{count} summaries: an issue usually has two or three"))
+        problems.append(
+            Problem(issue.path / ISSUE_FILE, 1, "warning", f"{count} summaries: an issue usually has two or three")
+        )
     for summary in issue.summaries:
         problems += check_summary(summary)
         problems += check_links(summary.path, summary.body, summary.body_line)

@@ -25,8 +25,11 @@ INITIALS = re.compile(r"^(?:[^\W\d_][a-z]?\.\s*-?\s*)+$")
 # The end of a journal reference: "Journal, 58(1), 160–171." or "Journal, 35, 844-850."
 SOURCE = re.compile(
     r"^(?P<title>.+?[.?!])\s+(?P<journal>[^.?!]+?),\s*(?P<volume>\d+)\s*(?:\((?P<issue>[^)]+)\))?"
-    r"(?:,\s*(?P<pages>[^,.\s]+(?:\s*[-–—]\s*[^,.\s]+)?))?\s*\.?$")
-ONLINE_FIRST = re.compile(r"\.\s*(?:Advance online publication|Online ahead of print|Epub ahead of print)\.?\s*$", re.IGNORECASE)
+    r"(?:,\s*(?P<pages>[^,.\s]+(?:\s*[-–—]\s*[^,.\s]+)?))?\s*\.?$"
+)
+ONLINE_FIRST = re.compile(
+    r"\.\s*(?:Advance online publication|Online ahead of print|Epub ahead of print)\.?\s*$", re.IGNORECASE
+)
 TRAILING_LINK = re.compile(r"\s*(?:https?://\S+|doi:\s*\S+)\s*$", re.IGNORECASE)
 
 
@@ -72,7 +75,7 @@ def has_year(citation: str) -> bool:
 def first_author(citation: str) -> str | None:
     """Surname of the first author of an APA citation, if it names one before the year."""
     year = YEAR.search(citation)
-    authors = parse_authors(plain(citation[: year.start()] if year else citation.split("(")[0]))
+    authors = parse_authors(plain(citation[: year.start()] if year else citation.split("(", maxsplit=1)[0]))
     return authors[0].family if authors else None
 
 
@@ -80,7 +83,7 @@ def parse_apa(text: str) -> Citation:
     """Parse an APA reference as far as it goes; never raises."""
     try:
         return _parse(text)
-    except Exception:  # noqa: BLE001 -- metadata is a bonus: an odd citation must never stop a build
+    except Exception:
         return Citation(text=text)
 
 
@@ -91,7 +94,7 @@ def _parse(text: str) -> Citation:
     if year_match is None:
         return Citation(text=flat)
     authors = parse_authors(flat[: year_match.start()])
-    rest = TRAILING_LINK.sub("", flat[year_match.end():]).strip()
+    rest = TRAILING_LINK.sub("", flat[year_match.end() :]).strip()
     title = journal = volume = issue = pages = None
     source = SOURCE.match(rest)
     if source:
@@ -101,13 +104,21 @@ def _parse(text: str) -> Citation:
         # "Title. Journal: Subtitle. Advance online publication." has no volume yet.
         head = ONLINE_FIRST.sub("", rest)
         cut = head.rfind(". ")
-        title, journal = (head[: cut + 1], head[cut + 2:]) if cut > 0 else (head, None)
+        title, journal = (head[: cut + 1], head[cut + 2 :]) if cut > 0 else (head, None)
     else:
         # A book or report: the title is the first sentence; what follows (publisher) is not a journal.
         match = re.match(r"^(.+?[.?!])(?:\s|$)", rest)
         title = match.group(1) if match else rest or None
-    return Citation(text=flat, authors=authors, year=year_match.group("year"), title=_clean_title(title),
-                    journal=(journal or "").strip() or None, volume=volume, issue=issue, pages=pages)
+    return Citation(
+        text=flat,
+        authors=authors,
+        year=year_match.group("year"),
+        title=_clean_title(title),
+        journal=(journal or "").strip() or None,
+        volume=volume,
+        issue=issue,
+        pages=pages,
+    )
 
 
 def _clean_title(title: str | None) -> str | None:

@@ -36,7 +36,9 @@ def _text(source: Source, key: str, problems: list[Problem], required: bool = Tr
             problems.append(Problem(source.path, where, "error", f"required field '{key}' {what}"))
         return ""
     if isinstance(value, (dict, list)):
-        problems.append(Problem(source.path, source.line_of(key), "error", f"'{key}' must be text, not a {type(value).__name__}"))
+        problems.append(
+            Problem(source.path, source.line_of(key), "error", f"'{key}' must be text, not a {type(value).__name__}")
+        )
         return ""
     return " ".join(str(value).split()) if key != "citation" else str(value).strip()
 
@@ -46,7 +48,9 @@ def _unknown_keys(source: Source, allowed: set[str], problems: list[Problem]) ->
         if key not in allowed:
             close = difflib.get_close_matches(key, sorted(allowed), n=1)
             hint = f"; did you mean '{close[0]}'?" if close else f" (known: {', '.join(sorted(allowed))})"
-            problems.append(Problem(source.path, source.line_of(key), "warning", f"unknown field '{key}' is ignored{hint}"))
+            problems.append(
+                Problem(source.path, source.line_of(key), "warning", f"unknown field '{key}' is ignored{hint}")
+            )
 
 
 def _send_at(source: Source, problems: list[Problem]) -> datetime | None:
@@ -61,8 +65,14 @@ def _send_at(source: Source, problems: list[Problem]) -> datetime | None:
         except ValueError:
             value = None
     if not isinstance(value, datetime):
-        problems.append(Problem(source.path, source.line_of("send_at"), "error",
-                                f"send_at {source.data['send_at']!r} is not an ISO date-time such as 2021-07-01T09:00:00+01:00"))
+        problems.append(
+            Problem(
+                source.path,
+                source.line_of("send_at"),
+                "error",
+                f"send_at {source.data['send_at']!r} is not an ISO date-time such as 2021-07-01T09:00:00+01:00",
+            )
+        )
         return None
     return value
 
@@ -88,7 +98,7 @@ def read_summary(path: Path, taxonomy: Taxonomy) -> tuple[Summary | None, list[P
         problems.append(Problem(path, source.line_of("topics"), "error", "'topics' must be a list of topic names"))
     else:
         lines = source.item_lines.get("topics") or [source.line_of("topics")] * len(raw_topics)
-        for label, line in zip(raw_topics, lines):
+        for label, line in zip(raw_topics, lines, strict=False):
             topic = taxonomy.get(str(label)) if isinstance(label, (str, int, float)) else None
             if topic is None:
                 problems.append(Problem(path, line, "error", taxonomy.unknown_message(str(label))))
@@ -99,7 +109,9 @@ def read_summary(path: Path, taxonomy: Taxonomy) -> tuple[Summary | None, list[P
     if doi:
         doi = DOI_PREFIX.sub("", doi)
         if not DOI.match(doi):
-            problems.append(Problem(path, source.line_of("doi"), "error", f"doi {doi!r} is not a DOI such as 10.1037/pst0000123"))
+            problems.append(
+                Problem(path, source.line_of("doi"), "error", f"doi {doi!r} is not a DOI such as 10.1037/pst0000123")
+            )
             doi = None
     url = _text(source, "url", problems, required=False) or None
     if url and not re.match(r"^https?://\S+$", url):
@@ -107,6 +119,7 @@ def read_summary(path: Path, taxonomy: Taxonomy) -> tuple[Summary | None, list[P
         url = None
 
     headings = list(IMPLICATIONS.finditer(source.body))
+
     def line_at(offset: int) -> int:
         return source.body_line + source.body.count("\n", 0, offset)
 
@@ -116,7 +129,9 @@ def read_summary(path: Path, taxonomy: Taxonomy) -> tuple[Summary | None, list[P
 
     body_line = line_at(first_text(0))
     if len(headings) > 1:
-        problems.append(Problem(path, line_at(headings[1].start()), "error", "'## Practice Implications' appears more than once"))
+        problems.append(
+            Problem(path, line_at(headings[1].start()), "error", "'## Practice Implications' appears more than once")
+        )
     implications_line = body_line
     if headings:
         body = source.body[: headings[0].start()].strip()
@@ -127,17 +142,36 @@ def read_summary(path: Path, taxonomy: Taxonomy) -> tuple[Summary | None, list[P
             problems.append(Problem(path, heading_line, "error", "the Practice Implications section is empty"))
     else:
         body, implications = source.body.strip(), ""
-        problems.append(Problem(path, source.body_line, "error",
-                                "no Practice Implications section: add a line '## Practice Implications' before it"))
+        problems.append(
+            Problem(
+                path,
+                source.body_line,
+                "error",
+                "no Practice Implications section: add a line '## Practice Implications' before it",
+            )
+        )
     if not body:
-        problems.append(Problem(path, source.body_line, "error", "empty body: write the summary below the front matter"))
+        problems.append(
+            Problem(path, source.body_line, "error", "empty body: write the summary below the front matter")
+        )
 
     match = SUMMARY_NAME.match(path.name)
     slug = match.group(2) if match else path.stem
-    summary = Summary(slug=slug, title=title, citation=citation, topics=tuple(topics), body=body,
-                      implications=implications, path=path, doi=doi, url=url,
-                      research_type=research_type, field_lines=dict(source.key_lines),
-                      body_line=body_line, implications_line=implications_line)
+    summary = Summary(
+        slug=slug,
+        title=title,
+        citation=citation,
+        topics=tuple(topics),
+        body=body,
+        implications=implications,
+        path=path,
+        doi=doi,
+        url=url,
+        research_type=research_type,
+        field_lines=dict(source.key_lines),
+        body_line=body_line,
+        implications_line=implications_line,
+    )
     return summary, problems
 
 
@@ -150,8 +184,11 @@ def read_issue(folder: Path, taxonomy: Taxonomy) -> Loaded:
         problems.append(Problem(folder, 1, "error", "issue folder must be named YYYY-MM, e.g. 2021-07"))
 
     meta_path = folder / ISSUE_FILE
-    source, found = parse_source(meta_path) if meta_path.exists() or meta_path.is_symlink() else (
-        None, [Problem(meta_path, 1, "error", "missing issue.md (subject, intro and status of the issue)")])
+    source, found = (
+        parse_source(meta_path)
+        if meta_path.exists() or meta_path.is_symlink()
+        else (None, [Problem(meta_path, 1, "error", "missing issue.md (subject, intro and status of the issue)")])
+    )
     problems += found
     subject = intro = note = ""
     status: Status = "draft"
@@ -161,12 +198,23 @@ def read_issue(folder: Path, taxonomy: Taxonomy) -> Loaded:
         subject = _text(source, "subject", problems)
         intro = _text(source, "intro", problems, required=False)
         if not intro:
-            problems.append(Problem(meta_path, source.line_of("intro"), "warning", "no intro: inboxes will show the first words of the email as its preview"))
+            problems.append(
+                Problem(
+                    meta_path,
+                    source.line_of("intro"),
+                    "warning",
+                    "no intro: inboxes will show the first words of the email as its preview",
+                )
+            )
         raw_status = source.data.get("status", "draft")
         if raw_status in ("draft", "ready"):
             status = raw_status
         else:
-            problems.append(Problem(meta_path, source.line_of("status"), "error", f"status {raw_status!r} must be 'draft' or 'ready'"))
+            problems.append(
+                Problem(
+                    meta_path, source.line_of("status"), "error", f"status {raw_status!r} must be 'draft' or 'ready'"
+                )
+            )
         send_at = _send_at(source, problems)
         note = source.body.strip()
 
@@ -175,7 +223,9 @@ def read_issue(folder: Path, taxonomy: Taxonomy) -> Loaded:
         if path.name == ISSUE_FILE or path.suffix.lower() != ".md":
             continue
         if not SUMMARY_NAME.match(path.name):
-            problems.append(Problem(path, 1, "warning", "ignored: summary files are named NN-slug.md, e.g. 01-crying-in-therapy.md"))
+            problems.append(
+                Problem(path, 1, "warning", "ignored: summary files are named NN-slug.md, e.g. 01-crying-in-therapy.md")
+            )
             continue
         summary, found = read_summary(path, taxonomy)
         problems += found
@@ -187,18 +237,40 @@ def read_issue(folder: Path, taxonomy: Taxonomy) -> Loaded:
         key = " ".join(summary.title.casefold().split())
         if key and key in by_title:
             other = by_title[key].path.name
-            problems.append(Problem(summary.path, summary.line_of("title"), "error", f"duplicate title {summary.title!r}: {other} has the same one"))
+            problems.append(
+                Problem(
+                    summary.path,
+                    summary.line_of("title"),
+                    "error",
+                    f"duplicate title {summary.title!r}: {other} has the same one",
+                )
+            )
         if summary.slug in by_slug:
             # 01-x.md and 02-x.md would share one archive URL and one #x anchor in the email.
-            problems.append(Problem(summary.path, 1, "error", f"slug {summary.slug!r} is also the slug of "
-                                    f"{by_slug[summary.slug].path.name}: each summary needs its own URL (rename one file)"))
+            problems.append(
+                Problem(
+                    summary.path,
+                    1,
+                    "error",
+                    f"slug {summary.slug!r} is also the slug of "
+                    f"{by_slug[summary.slug].path.name}: each summary needs its own URL (rename one file)",
+                )
+            )
         by_title.setdefault(key, summary)
         by_slug.setdefault(summary.slug, summary)
     if not any(SUMMARY_NAME.match(p.name) for p in folder.iterdir()):
         problems.append(Problem(folder, 1, "error", "issue has no summaries: add files named NN-slug.md"))
 
-    issue = Issue(id=folder.name, subject=subject, intro=intro, status=status, summaries=tuple(summaries),
-                  path=folder, note=note, send_at=send_at)
+    issue = Issue(
+        id=folder.name,
+        subject=subject,
+        intro=intro,
+        status=status,
+        summaries=tuple(summaries),
+        path=folder,
+        note=note,
+        send_at=send_at,
+    )
     return Loaded(issue, problems)
 
 

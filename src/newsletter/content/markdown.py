@@ -117,8 +117,7 @@ def _wrap(text: str, width: int) -> list[str]:
     # Never split a URL or a hyphenated word: a broken link is worse than a long line.
     lines: list[str] = []
     for piece in text.split("\n"):
-        lines += textwrap.wrap(piece, width=max(width, 20), break_long_words=False,
-                               break_on_hyphens=False) or [""]
+        lines += textwrap.wrap(piece, width=max(width, 20), break_long_words=False, break_on_hyphens=False) or [""]
     return lines
 
 
@@ -149,7 +148,7 @@ def _inline_text(node: SyntaxTreeNode, marks: bool = True) -> str:
 def _link_text(label: str, url: str) -> str:
     if not is_absolute(url):
         return label
-    shown = url[len("mailto:"):] if url.lower().startswith("mailto:") else url
+    shown = url[len("mailto:") :] if url.lower().startswith("mailto:") else url
     return label if label == shown else f"{label} ({shown})"
 
 
@@ -166,7 +165,7 @@ def _blocks(node: SyntaxTreeNode, width: int) -> list[list[str]]:
             blocks.append(_wrap(_inline_text(child.children[0]), width))
         elif kind == "heading":
             title = _inline_text(child.children[0])
-            blocks.append(_wrap(title, width) + ["-" * min(len(title), width)])
+            blocks.append([*_wrap(title, width), "-" * min(len(title), width)])
         elif kind in ("bullet_list", "ordered_list"):
             blocks.append(_list_lines(child, width))
         elif kind == "blockquote":
@@ -185,8 +184,9 @@ def _list_lines(node: SyntaxTreeNode, width: int) -> list[str]:
     ordered = node.type == "ordered_list"
     number = int(node.attrs.get("start", 1) or 1)
     lines: list[str] = []
-    tight = all(p.nester_tokens.opening.hidden for item in node.children for p in item.children
-                if p.type == "paragraph")
+    tight = all(
+        p.nester_tokens.opening.hidden for item in node.children for p in item.children if p.type == "paragraph"
+    )
     for item in node.children:
         marker = f"{number}. " if ordered else "- "
         number += 1

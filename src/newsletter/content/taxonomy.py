@@ -8,10 +8,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from newsletter.errors import ContentError, Problem
-from newsletter.content.sources import read_text
-
 import yaml
+
+from newsletter.content.sources import read_text
+from newsletter.errors import ContentError, Problem
 
 ALL = "all"
 _SLUG = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
@@ -82,15 +82,20 @@ def load_taxonomy(path: Path) -> Taxonomy:
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         line = mark.line + 1 if mark else 1
-        raise ContentError(f"cannot load the topic list {path}", [Problem(path, line, "error", f"invalid YAML: {getattr(err, 'problem', err)}")]) from None
+        raise ContentError(
+            f"cannot load the topic list {path}",
+            [Problem(path, line, "error", f"invalid YAML: {getattr(err, 'problem', err)}")],
+        ) from None
     entries = data.get("topics") if isinstance(data, dict) else None
     if not isinstance(entries, list):
-        raise ContentError(f"cannot load the topic list {path}", [Problem(path, 1, "error", "expected a 'topics:' list")])
+        raise ContentError(
+            f"cannot load the topic list {path}", [Problem(path, 1, "error", "expected a 'topics:' list")]
+        )
     item_nodes = next(v.value for k, v in node.value if k.value == "topics")
     problems: list[Problem] = []
     topics: list[Topic] = []
     seen: dict[str, int] = {}
-    for entry, item in zip(entries, item_nodes):
+    for entry, item in zip(entries, item_nodes, strict=False):
         line = item.start_mark.line + 1
         if not isinstance(entry, dict) or not entry.get("slug") or not entry.get("name"):
             problems.append(Problem(path, line, "error", "each topic needs a 'slug' and a 'name'"))
@@ -101,7 +106,9 @@ def load_taxonomy(path: Path) -> Taxonomy:
             problems.append(Problem(path, line, "error", f"slug {slug!r} must be lowercase letters, digits and '-'"))
         for label in (slug, name, *map(str, aliases)):
             if _key(label) in seen and seen[_key(label)] != line:
-                problems.append(Problem(path, line, "error", f"{label!r} already names the topic on line {seen[_key(label)]}"))
+                problems.append(
+                    Problem(path, line, "error", f"{label!r} already names the topic on line {seen[_key(label)]}")
+                )
             seen.setdefault(_key(label), line)
         topics.append(Topic(slug, name, tuple(map(str, aliases))))
     if problems:

@@ -26,8 +26,23 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import (Column, DateTime, Index, Integer, MetaData, String, Table, Text, UniqueConstraint,
-                        create_engine, event, func, insert, select, update)
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -43,7 +58,8 @@ PARAMETERS = 500
 
 metadata = MetaData()
 deliveries = Table(
-    "deliveries", metadata,
+    "deliveries",
+    metadata,
     Column("id", Integer, primary_key=True),
     Column("issue_id", String(16), nullable=False),
     Column("email", String(320), nullable=False),
@@ -58,7 +74,8 @@ deliveries = Table(
     Index("deliveries_batch", "batch_id"),
 )
 runs = Table(
-    "runs", metadata,
+    "runs",
+    metadata,
     Column("run_id", String(32), primary_key=True),
     Column("issue_id", String(16), nullable=False),
     Column("host", String(255), nullable=False),
@@ -71,7 +88,8 @@ runs = Table(
 
 
 suppressions = Table(
-    "suppressions", metadata,
+    "suppressions",
+    metadata,
     Column("email", String(320), primary_key=True),
     Column("reason", Text, nullable=False),
     Column("synced_at", DateTime(timezone=True), nullable=False),
@@ -80,7 +98,6 @@ suppressions = Table(
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
 
 
 @dataclass(frozen=True)
@@ -112,7 +129,9 @@ class Ledger:
         try:
             metadata.create_all(self.engine)
         except SQLAlchemyError as err:
-            raise ConfigError(f"cannot open the ledger database: {err.__class__.__name__}: {err.orig if hasattr(err, 'orig') else err}") from None
+            raise ConfigError(
+                f"cannot open the ledger database: {type(err).__name__}: {getattr(err, 'orig', None) or err}"
+            ) from None
 
     def _many(self, conn: Connection, sql: str, rows: list[tuple[object, ...]]) -> None:
         """Run one statement for many rows straight through the driver.
@@ -131,9 +150,17 @@ class Ledger:
         run_id = uuid.uuid4().hex
         now = _now()
         with self.engine.begin() as conn:
-            conn.execute(insert(runs).values(run_id=run_id, issue_id=issue_id, host=socket.gethostname(),
-                                             pid=os.getpid(), proc_start=start_time(os.getpid()),
-                                             started_at=now, heartbeat_at=now))
+            conn.execute(
+                insert(runs).values(
+                    run_id=run_id,
+                    issue_id=issue_id,
+                    host=socket.gethostname(),
+                    pid=os.getpid(),
+                    proc_start=start_time(os.getpid()),
+                    started_at=now,
+                    heartbeat_at=now,
+                )
+            )
         return run_id
 
     def finish_run(self, run_id: str) -> None:
@@ -143,13 +170,21 @@ class Ledger:
     def _dead_runs(self, conn, issue_id: str) -> list[str]:  # type: ignore[no-untyped-def]
         host = socket.gethostname()
         dead = []
-        rows = conn.execute(select(runs).where(runs.c.issue_id == issue_id,
-                                               runs.c.run_id.in_(select(deliveries.c.run_id).where(
-                                                   deliveries.c.issue_id == issue_id, deliveries.c.status == SENDING))))
+        rows = conn.execute(
+            select(runs).where(
+                runs.c.issue_id == issue_id,
+                runs.c.run_id.in_(
+                    select(deliveries.c.run_id).where(deliveries.c.issue_id == issue_id, deliveries.c.status == SENDING)
+                ),
+            )
+        )
         for run in rows:
             heartbeat = run.heartbeat_at if run.heartbeat_at.tzinfo else run.heartbeat_at.replace(tzinfo=UTC)
-            if (run.finished_at is not None or (run.host == host and not alive(run.pid, run.proc_start))
-                    or _now() - heartbeat > RUN_LEASE):
+            if (
+                run.finished_at is not None
+                or (run.host == host and not alive(run.pid, run.proc_start))
+                or _now() - heartbeat > RUN_LEASE
+            ):
                 dead.append(run.run_id)
         return dead
 
@@ -159,12 +194,22 @@ class Ledger:
             dead = self._dead_runs(conn, issue_id)
             if not dead:
                 return []
-            emails = list(conn.execute(select(deliveries.c.email).where(
-                deliveries.c.issue_id == issue_id, deliveries.c.status == SENDING, deliveries.c.run_id.in_(dead))).scalars())
-            conn.execute(update(deliveries).where(deliveries.c.issue_id == issue_id, deliveries.c.status == SENDING,
-                                                  deliveries.c.run_id.in_(dead))
-                         .values(status=IN_DOUBT, reason="process stopped after handing over the batch, before the answer",
-                                 updated_at=_now()))
+            emails = list(
+                conn.execute(
+                    select(deliveries.c.email).where(
+                        deliveries.c.issue_id == issue_id, deliveries.c.status == SENDING, deliveries.c.run_id.in_(dead)
+                    )
+                ).scalars()
+            )
+            conn.execute(
+                update(deliveries)
+                .where(deliveries.c.issue_id == issue_id, deliveries.c.status == SENDING, deliveries.c.run_id.in_(dead))
+                .values(
+                    status=IN_DOUBT,
+                    reason="process stopped after handing over the batch, before the answer",
+                    updated_at=_now(),
+                )
+            )
         return emails
 
     # -- claims and outcomes ----------------------------------------------------
@@ -176,31 +221,53 @@ class Ledger:
         topics), so to the send loop they are the same as no row at all.
         """
         with self.engine.connect() as conn:
-            return dict(conn.execute(select(deliveries.c.email, deliveries.c.status)
-                                     .where(deliveries.c.issue_id == issue_id, deliveries.c.status != SKIPPED)).all())
+            return dict(
+                conn.execute(
+                    select(deliveries.c.email, deliveries.c.status).where(
+                        deliveries.c.issue_id == issue_id, deliveries.c.status != SKIPPED
+                    )
+                ).all()
+            )
 
-    def claim(self, issue_id: str, emails: Sequence[str], *, run_id: str, batch_id: str, variant: str,
-              resend_in_doubt: bool = False) -> list[str]:
+    def claim(
+        self,
+        issue_id: str,
+        emails: Sequence[str],
+        *,
+        run_id: str,
+        batch_id: str,
+        variant: str,
+        resend_in_doubt: bool = False,
+    ) -> list[str]:
         """Take the addresses no one else owns or has sent; return those now ours."""
         claimable = [SKIPPED, FAILED] + ([IN_DOUBT] if resend_in_doubt else [])
         now = _now()
         with self.engine.begin() as conn:
             # A claim is also the run's sign of life: one commit, not two.
             conn.execute(update(runs).where(runs.c.run_id == run_id).values(heartbeat_at=now))
-            self._many(conn, "INSERT INTO deliveries (issue_id, email, status, variant, batch_id, run_id, updated_at) "
-                             "VALUES (?, ?, 'sending', ?, ?, ?, CURRENT_TIMESTAMP) "
-                             "ON CONFLICT (issue_id, email) DO NOTHING",
-                       [(issue_id, e, variant, batch_id, run_id) for e in emails])
+            self._many(
+                conn,
+                "INSERT INTO deliveries (issue_id, email, status, variant, batch_id, run_id, updated_at) "
+                "VALUES (?, ?, 'sending', ?, ?, ?, CURRENT_TIMESTAMP) "
+                "ON CONFLICT (issue_id, email) DO NOTHING",
+                [(issue_id, e, variant, batch_id, run_id) for e in emails],
+            )
             ours = set(conn.execute(select(deliveries.c.email).where(deliveries.c.batch_id == batch_id)).scalars())
             # Readers with a row already (skipped, failed, in doubt) are taken
             # by a conditional update; on a first send there are none.
             rest = [e for e in emails if e not in ours]
             for chunk in chunks(rest, PARAMETERS):
-                conn.execute(update(deliveries)
-                             .where(deliveries.c.issue_id == issue_id, deliveries.c.email.in_(chunk),
-                                    deliveries.c.status.in_(claimable))
-                             .values(status=SENDING, variant=variant, batch_id=batch_id, run_id=run_id,
-                                     reason=None, updated_at=now))
+                conn.execute(
+                    update(deliveries)
+                    .where(
+                        deliveries.c.issue_id == issue_id,
+                        deliveries.c.email.in_(chunk),
+                        deliveries.c.status.in_(claimable),
+                    )
+                    .values(
+                        status=SENDING, variant=variant, batch_id=batch_id, run_id=run_id, reason=None, updated_at=now
+                    )
+                )
             if rest:
                 ours = set(conn.execute(select(deliveries.c.email).where(deliveries.c.batch_id == batch_id)).scalars())
             return [e for e in emails if e in ours]
@@ -210,8 +277,15 @@ class Ledger:
         with self.engine.begin() as conn:
             conn.execute(deliveries.delete().where(deliveries.c.batch_id == batch_id, deliveries.c.status == SENDING))
 
-    def record(self, issue_id: str, batch_id: str, *, sent: dict[str, str | None] | None = None,
-               failed: dict[str, str] | None = None, in_doubt: dict[str, str] | None = None) -> None:
+    def record(
+        self,
+        issue_id: str,
+        batch_id: str,
+        *,
+        sent: dict[str, str | None] | None = None,
+        failed: dict[str, str] | None = None,
+        in_doubt: dict[str, str] | None = None,
+    ) -> None:
         """Record the provider's answer for addresses of one batch."""
         now = _now()
         with self.engine.begin() as conn:
@@ -219,16 +293,28 @@ class Ledger:
                 for email, detail in (outcome or {}).items():
                     values = dict(status=status, updated_at=now)
                     values.update(message_id=detail) if status == SENT else values.update(reason=detail)
-                    conn.execute(update(deliveries).where(deliveries.c.issue_id == issue_id, deliveries.c.email == email,
-                                                          deliveries.c.batch_id == batch_id).values(**values))
+                    conn.execute(
+                        update(deliveries)
+                        .where(
+                            deliveries.c.issue_id == issue_id,
+                            deliveries.c.email == email,
+                            deliveries.c.batch_id == batch_id,
+                        )
+                        .values(**values)
+                    )
 
-    def record_batch(self, issue_id: str, batch_id: str, status: str, *, message_id: str | None = None,
-                     reason: str | None = None) -> None:
+    def record_batch(
+        self, issue_id: str, batch_id: str, status: str, *, message_id: str | None = None, reason: str | None = None
+    ) -> None:
         """The same outcome for every address of a batch (one statement)."""
         with self.engine.begin() as conn:
-            conn.execute(update(deliveries).where(deliveries.c.issue_id == issue_id, deliveries.c.batch_id == batch_id,
-                                                  deliveries.c.status == SENDING)
-                         .values(status=status, message_id=message_id, reason=reason, updated_at=_now()))
+            conn.execute(
+                update(deliveries)
+                .where(
+                    deliveries.c.issue_id == issue_id, deliveries.c.batch_id == batch_id, deliveries.c.status == SENDING
+                )
+                .values(status=status, message_id=message_id, reason=reason, updated_at=_now())
+            )
 
     def record_skipped(self, issue_id: str, skipped: Iterable[tuple[str, str]]) -> None:
         """Note why readers were not sent the issue, unless they already have a row."""
@@ -236,19 +322,32 @@ class Ledger:
         if not rows:
             return
         with self.engine.begin() as conn:
-            self._many(conn, "INSERT INTO deliveries (issue_id, email, status, reason, updated_at) "
-                             "VALUES (?, ?, 'skipped', ?, CURRENT_TIMESTAMP) "
-                             "ON CONFLICT (issue_id, email) DO UPDATE SET reason = excluded.reason, "
-                             "updated_at = excluded.updated_at WHERE deliveries.status = 'skipped'", rows)
+            self._many(
+                conn,
+                "INSERT INTO deliveries (issue_id, email, status, reason, updated_at) "
+                "VALUES (?, ?, 'skipped', ?, CURRENT_TIMESTAMP) "
+                "ON CONFLICT (issue_id, email) DO UPDATE SET reason = excluded.reason, "
+                "updated_at = excluded.updated_at WHERE deliveries.status = 'skipped'",
+                rows,
+            )
 
     def resolve(self, issue_id: str, emails: Iterable[str], status: str) -> None:
         """Settle in-doubt rows whose outcome the backend can tell after all."""
         with self.engine.begin() as conn:
             for chunk in chunks(list(emails), PARAMETERS):
-                conn.execute(update(deliveries).where(deliveries.c.issue_id == issue_id, deliveries.c.email.in_(chunk),
-                                                      deliveries.c.status == IN_DOUBT)
-                             .values(status=status, reason=None if status == SENT else "never reached the provider",
-                                     updated_at=_now()))
+                conn.execute(
+                    update(deliveries)
+                    .where(
+                        deliveries.c.issue_id == issue_id,
+                        deliveries.c.email.in_(chunk),
+                        deliveries.c.status == IN_DOUBT,
+                    )
+                    .values(
+                        status=status,
+                        reason=None if status == SENT else "never reached the provider",
+                        updated_at=_now(),
+                    )
+                )
 
     # -- suppressions (the provider's do-not-send lists, copied locally) -------
 
@@ -258,7 +357,9 @@ class Ledger:
         with self.engine.begin() as conn:
             conn.execute(suppressions.delete())
             if found:
-                conn.execute(insert(suppressions), [{"email": e, "reason": r, "synced_at": now} for e, r in found.items()])
+                conn.execute(
+                    insert(suppressions), [{"email": e, "reason": r, "synced_at": now} for e, r in found.items()]
+                )
 
     def suppressed(self) -> dict[str, str]:
         with self.engine.connect() as conn:
@@ -268,16 +369,27 @@ class Ledger:
 
     def counts(self, issue_id: str) -> dict[str, int]:
         with self.engine.connect() as conn:
-            rows = conn.execute(select(deliveries.c.status, func.count()).where(deliveries.c.issue_id == issue_id)
-                                .group_by(deliveries.c.status)).all()
+            rows = conn.execute(
+                select(deliveries.c.status, func.count())
+                .where(deliveries.c.issue_id == issue_id)
+                .group_by(deliveries.c.status)
+            ).all()
         return {status: count for status, count in rows}
 
     def rows(self, issue_id: str, statuses: Sequence[str]) -> list[Row]:
         with self.engine.connect() as conn:
-            result = conn.execute(select(deliveries.c.email, deliveries.c.status, deliveries.c.reason,
-                                         deliveries.c.variant, deliveries.c.message_id, deliveries.c.updated_at)
-                                  .where(deliveries.c.issue_id == issue_id, deliveries.c.status.in_(statuses))
-                                  .order_by(deliveries.c.email))
+            result = conn.execute(
+                select(
+                    deliveries.c.email,
+                    deliveries.c.status,
+                    deliveries.c.reason,
+                    deliveries.c.variant,
+                    deliveries.c.message_id,
+                    deliveries.c.updated_at,
+                )
+                .where(deliveries.c.issue_id == issue_id, deliveries.c.status.in_(statuses))
+                .order_by(deliveries.c.email)
+            )
             return [Row(*r) for r in result]
 
     def close(self) -> None:

@@ -68,8 +68,14 @@ class Sender:
 
     def recipient(self, reader: Subscriber) -> Recipient:
         token = self.links.token(reader.email)
-        return Recipient(reader.email, reader.name, token, self.links.unsubscribe(token),
-                         self.links.preferences(token), self.links.unsubscribe_mailto(token))
+        return Recipient(
+            reader.email,
+            reader.name,
+            token,
+            self.links.unsubscribe(token),
+            self.links.preferences(token),
+            self.links.unsubscribe_mailto(token),
+        )
 
     def envelope(self, variant: Variant, batch_id: str, test: bool = False) -> Envelope:
         subject = (TEST_PREFIX if test else "") + self.issue.subject
@@ -94,15 +100,20 @@ def prepare(ws: Workspace, checked: Checked, *, test: bool = False) -> tuple[Sen
     if backend.name == "outbox":
         settings, filled = with_sample_defaults(settings)
         if filled:
-            warnings.append(f"{', '.join(filled)} not set: using sample values (fine for the outbox, refused for a real send)")
+            warnings.append(
+                f"{', '.join(filled)} not set: using sample values (fine for the outbox, refused for a real send)"
+            )
     elif unset := unset_for_sending(settings):
         raise ConfigError(f"a real send needs {', '.join(unset)}; set them in the environment or {settings.root}/.env")
-    sender = Sender(issue, backend, Renderer(settings), Links(settings), settings.from_address, settings.reply_to or None)
+    sender = Sender(
+        issue, backend, Renderer(settings), Links(settings), settings.from_address, settings.reply_to or None
+    )
     return sender, warnings
 
 
-def plan(ws: Workspace, issue: Issue, *, strict: bool = False,
-         suppressed: Mapping[str, str] | None = None) -> tuple[Audience, list[Problem]]:
+def plan(
+    ws: Workspace, issue: Issue, *, strict: bool = False, suppressed: Mapping[str, str] | None = None
+) -> tuple[Audience, list[Problem]]:
     """Who gets which variant of ``issue``; problems with the subscriber files.
 
     ``suppressed`` is the provider's do-not-send list (see ``sync_suppressions``).
@@ -134,9 +145,17 @@ class Plan:
     synced: int | None  # addresses on the provider's suppression lists (None: not synced)
 
 
-def send(ws: Workspace, checked: Checked, ledger: Ledger, *, strict: bool = False, dry_run: bool = False,
-         resend_in_doubt: bool = False, go_ahead: Callable[[Plan], bool] = lambda plan: True,
-         progress: Callable[[int], None] = lambda n: None) -> tuple[Plan, SendReport | None]:
+def send(
+    ws: Workspace,
+    checked: Checked,
+    ledger: Ledger,
+    *,
+    strict: bool = False,
+    dry_run: bool = False,
+    resend_in_doubt: bool = False,
+    go_ahead: Callable[[Plan], bool] = lambda plan: True,
+    progress: Callable[[int], None] = lambda n: None,
+) -> tuple[Plan, SendReport | None]:
     """The one way an issue is sent, by ``newsletter send`` and by the scheduler alike.
 
     prepare → sync the provider's suppressions (not in a dry run: it stays
@@ -200,16 +219,31 @@ def send_issue(
     return report
 
 
-def _send_batch(sender: Sender, ledger: Ledger, chunk: Sequence[Subscriber], variant: Variant,
-                report: SendReport, run_id: str | None, resend_in_doubt: bool) -> None:
+def _send_batch(
+    sender: Sender,
+    ledger: Ledger,
+    chunk: Sequence[Subscriber],
+    variant: Variant,
+    report: SendReport,
+    run_id: str | None,
+    resend_in_doubt: bool,
+) -> None:
     issue_id, backend = sender.issue.id, sender.backend
     batch_id = uuid.uuid4().hex
     if run_id is None:  # dry run: build the payload, hand nothing over, write nothing
         backend.build(sender.envelope(variant, batch_id), [sender.recipient(r) for r in chunk])
         report.sent += len(chunk)
         return
-    claimed = set(ledger.claim(issue_id, [r.key for r in chunk], run_id=run_id, batch_id=batch_id,
-                               variant=variant.key, resend_in_doubt=resend_in_doubt))
+    claimed = set(
+        ledger.claim(
+            issue_id,
+            [r.key for r in chunk],
+            run_id=run_id,
+            batch_id=batch_id,
+            variant=variant.key,
+            resend_in_doubt=resend_in_doubt,
+        )
+    )
     report.elsewhere += len(chunk) - len(claimed)
     mine = [r for r in chunk if r.key in claimed]
     if not mine:
@@ -257,8 +291,17 @@ def _settle_in_doubt(sender: Sender, ledger: Ledger, readers: dict[str, Subscrib
 
 def send_tests(sender: Sender, addresses: Sequence[str], selections: Iterable[Selection]) -> list[str]:
     """Send every variant once to each test address; no ledger. Returns variant keys sent."""
-    recipients = [Recipient(a, "", sender.links.token(a), sender.links.unsubscribe(sender.links.token(a)),
-                            sender.links.preferences(sender.links.token(a)), None) for a in addresses]
+    recipients = [
+        Recipient(
+            a,
+            "",
+            sender.links.token(a),
+            sender.links.unsubscribe(sender.links.token(a)),
+            sender.links.preferences(sender.links.token(a)),
+            None,
+        )
+        for a in addresses
+    ]
     keys = []
     for selection in selections:
         variant = sender.variant(selection)

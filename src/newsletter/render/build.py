@@ -51,8 +51,9 @@ def variant_count(issue: Issue) -> int:
     return 2 ** len(issue.summaries) - 1
 
 
-def build_issue(issue: Issue, renderer: Renderer, target: Path,
-                progress: Callable[[Variant], None] = lambda v: None) -> list[BuiltFile]:
+def build_issue(
+    issue: Issue, renderer: Renderer, target: Path, progress: Callable[[Variant], None] = lambda v: None
+) -> list[BuiltFile]:
     """Render every variant of ``issue`` into ``target`` (replaced as a whole)."""
     _check_replaceable(target)
     built: list[BuiltFile] = []
@@ -78,8 +79,9 @@ def _check_replaceable(target: Path) -> None:
     foreign = [p.name for p in target.iterdir() if p.is_dir() or p.suffix not in BUILT_SUFFIXES]
     if foreign:
         shown = ", ".join(sorted(foreign)[:3]) + (" ..." if len(foreign) > 3 else "")
-        raise NewsletterError(f"refusing to replace {target}: it holds files a build did not write ({shown}); "
-                              "choose another --out folder")
+        raise NewsletterError(
+            f"refusing to replace {target}: it holds files a build did not write ({shown}); choose another --out folder"
+        )
 
 
 def index_page(issue: Issue, built: list[BuiltFile]) -> str:
@@ -88,8 +90,15 @@ def index_page(issue: Issue, built: list[BuiltFile]) -> str:
     by_key: dict[str, list[BuiltFile]] = {}
     for item in built:
         by_key.setdefault(item.variant.key, []).append(item)
-    rows = [{"key": key, "files": files,
-             "summaries": "full issue" if files[0].variant.is_full else "; ".join(titles[s] for s in files[0].variant.slugs)}
-            for key, files in by_key.items()]
+    rows = [
+        {
+            "key": key,
+            "files": files,
+            "summaries": "full issue"
+            if files[0].variant.is_full
+            else "; ".join(titles[s] for s in files[0].variant.slugs),
+        }
+        for key, files in by_key.items()
+    ]
     context = {"title": f"{issue.id}: {issue.subject}", "rows": rows, "clip_kb": GMAIL_CLIP_BYTES // 1024}
     return render_template(make_environment(PACKAGE_TEMPLATES), "build-index.html.j2", context, PACKAGE_TEMPLATES)

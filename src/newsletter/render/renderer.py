@@ -62,8 +62,9 @@ class Reader:
 
 def fill_sample(variant: Variant, base_url: str) -> tuple[str, str]:
     """``(html, text)`` filled for a sample reader, with links as long as real ones."""
-    return variant.fill("reader", f"{base_url}/unsubscribe/?t={PREVIEW_TOKEN}",
-                        f"{base_url}/preferences/?t={PREVIEW_TOKEN}")
+    return variant.fill(
+        "reader", f"{base_url}/unsubscribe/?t={PREVIEW_TOKEN}", f"{base_url}/preferences/?t={PREVIEW_TOKEN}"
+    )
 
 
 class Renderer:
@@ -112,7 +113,9 @@ class Renderer:
         chosen = set(known if slugs is None else slugs)
         unknown = sorted(chosen - set(known))
         if unknown:
-            raise ValueError(f"issue {issue.id} has no summary {', '.join(map(repr, unknown))} (has {', '.join(known)})")
+            raise ValueError(
+                f"issue {issue.id} has no summary {', '.join(map(repr, unknown))} (has {', '.join(known)})"
+            )
         if not chosen:
             raise ValueError(f"nothing to render: select at least one summary of issue {issue.id}")
         return chosen
@@ -121,7 +124,9 @@ class Renderer:
         """The template context of one variant: shared by the HTML and text templates."""
         settings = self.settings
         view_url = self.view_url(issue)
-        views = [self._view(s, n, urls.summary_url(settings, issue.id, s.slug)) for n, s in enumerate(issue.summaries, 1)]
+        views = [
+            self._view(s, n, urls.summary_url(settings, issue.id, s.slug)) for n, s in enumerate(issue.summaries, 1)
+        ]
         shown = [v for v in views if v.slug in chosen]
         left_out = [v for v in views if v.slug not in chosen]
         return {

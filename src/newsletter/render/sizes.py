@@ -41,8 +41,15 @@ def check_sizes(issue: Issue, renderer: Renderer) -> list[Problem]:
     kb = f"{size / 1024:.1f} KB"
     judged = verdict(size)
     if judged == "clipped":
-        return [Problem(where, 1, "error", f"the full issue is {kb} of HTML: Gmail clips email over 102 KB, "
-                                          "hiding the rest and the unsubscribe link; shorten or split the issue")]
+        return [
+            Problem(
+                where,
+                1,
+                "error",
+                f"the full issue is {kb} of HTML: Gmail clips email over 102 KB, "
+                "hiding the rest and the unsubscribe link; shorten or split the issue",
+            )
+        ]
     if judged == "close":
         return [Problem(where, 1, "warning", f"the full issue is {kb} of HTML, close to Gmail's 102 KB clipping limit")]
     return []

@@ -40,8 +40,9 @@ class LineMarks(Extension):
                 continue
             lines = token.value.split("\n")
             marked = [f"<!--nl:{name}:{token.lineno}-->{lines[0]}"]
-            marked += [f"<!--nl:{name}:{token.lineno + i}-->{line}" if line else line
-                       for i, line in enumerate(lines[1:], 1)]
+            marked += [
+                f"<!--nl:{name}:{token.lineno + i}-->{line}" if line else line for i, line in enumerate(lines[1:], 1)
+            ]
             yield Token(token.lineno, "data", "\n".join(marked))
 
 

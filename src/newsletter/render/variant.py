@@ -50,7 +50,7 @@ def _split(template: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
 
 def _join(pieces: tuple[str, ...], tokens: tuple[str, ...], values: Mapping[str, str]) -> str:
     out = [pieces[0]]
-    for token, piece in zip(tokens, pieces[1:]):
+    for token, piece in zip(tokens, pieces[1:], strict=False):
         out.append(values[token])
         out.append(piece)
     return "".join(out)

@@ -14,7 +14,8 @@ from sqlalchemy.exc import IntegrityError
 
 metadata = MetaData()
 send_at_attempts = Table(
-    "schedule_send_at", metadata,
+    "schedule_send_at",
+    metadata,
     Column("issue_id", String(16), primary_key=True),
     Column("send_at", String(32), primary_key=True),  # UTC, ISO 8601: a new send_at is a new attempt
     Column("state", String(16), nullable=False),
@@ -38,8 +39,11 @@ class SendAtAttempts:
 
     def state(self, issue_id: str, at: datetime) -> str | None:
         with self.engine.connect() as conn:
-            return conn.execute(select(send_at_attempts.c.state).where(
-                send_at_attempts.c.issue_id == issue_id, send_at_attempts.c.send_at == self.key(at))).scalar()
+            return conn.execute(
+                select(send_at_attempts.c.state).where(
+                    send_at_attempts.c.issue_id == issue_id, send_at_attempts.c.send_at == self.key(at)
+                )
+            ).scalar()
 
     def move(self, issue_id: str, at: datetime, old: str | None, new: str) -> bool:
         """Compare and set: ``old`` → ``new``; False if another run got there first."""
@@ -47,15 +51,24 @@ class SendAtAttempts:
         if old is None:
             try:
                 with self.engine.begin() as conn:
-                    conn.execute(insert(send_at_attempts).values(issue_id=issue_id, send_at=self.key(at), state=new,
-                                                                 updated_at=now))
+                    conn.execute(
+                        insert(send_at_attempts).values(
+                            issue_id=issue_id, send_at=self.key(at), state=new, updated_at=now
+                        )
+                    )
             except IntegrityError:
                 return False
             return True
         with self.engine.begin() as conn:
-            done = conn.execute(update(send_at_attempts).where(
-                send_at_attempts.c.issue_id == issue_id, send_at_attempts.c.send_at == self.key(at),
-                send_at_attempts.c.state == old).values(state=new, updated_at=now))
+            done = conn.execute(
+                update(send_at_attempts)
+                .where(
+                    send_at_attempts.c.issue_id == issue_id,
+                    send_at_attempts.c.send_at == self.key(at),
+                    send_at_attempts.c.state == old,
+                )
+                .values(state=new, updated_at=now)
+            )
             return done.rowcount == 1
 
     def release_interrupted(self) -> list[str]:
@@ -65,9 +78,12 @@ class SendAtAttempts:
         holding its lease): the ledger then resends none of those already sent.
         """
         with self.engine.begin() as conn:
-            ids = list(conn.execute(select(send_at_attempts.c.issue_id).where(
-                send_at_attempts.c.state == SENDING)).scalars())
-            conn.execute(update(send_at_attempts).where(send_at_attempts.c.state == SENDING)
-                         .values(state=NOT_READY, updated_at=datetime.now(UTC)))
+            ids = list(
+                conn.execute(select(send_at_attempts.c.issue_id).where(send_at_attempts.c.state == SENDING)).scalars()
+            )
+            conn.execute(
+                update(send_at_attempts)
+                .where(send_at_attempts.c.state == SENDING)
+                .values(state=NOT_READY, updated_at=datetime.now(UTC))
+            )
         return ids
-

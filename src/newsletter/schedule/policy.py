@@ -49,8 +49,10 @@ def monthly_trigger(settings: Settings) -> MonthlyTrigger:
 
 
 def describe_schedule(settings: Settings) -> str:
-    return (f"day 1 of every month at {settings.send_time:%H:%M} {settings.timezone}; "
-            f"a missed run is made up within {human(settings.misfire_grace)}")
+    return (
+        f"day 1 of every month at {settings.send_time:%H:%M} {settings.timezone}; "
+        f"a missed run is made up within {human(settings.misfire_grace)}"
+    )
 
 
 # -- is an issue ready? ----------------------------------------------------------
@@ -77,11 +79,16 @@ def readiness(ws: Workspace, issue_id: str) -> Readiness:
         return Readiness(issue_id, f"missing: there is no folder issues/{issue_id}")
     checked = ws.check(issue_id)
     if checked.issue is None:
-        return Readiness(issue_id, f"invalid: {plural(len(checked.errors), 'error')} (run `newsletter check {issue_id}`)",
-                         checked.errors, checked)
+        return Readiness(
+            issue_id,
+            f"invalid: {plural(len(checked.errors), 'error')} (run `newsletter check {issue_id}`)",
+            checked.errors,
+            checked,
+        )
     if checked.issue.status != "ready":
-        return Readiness(issue_id, f"draft: set `status: ready` in issues/{issue_id}/{ISSUE_FILE} to send it",
-                         checked=checked)
+        return Readiness(
+            issue_id, f"draft: set `status: ready` in issues/{issue_id}/{ISSUE_FILE} to send it", checked=checked
+        )
     return Readiness(issue_id, checked=checked)
 
 
@@ -124,8 +131,9 @@ class Upcoming:
         return f"{self.at.isoformat(timespec='seconds')}  {self.why:<16}  {self.issue_id}  {self.verdict}"
 
 
-def upcoming(settings: Settings, now: datetime | None = None, months: int = 3,
-             pending_run: datetime | None = None) -> list[Upcoming]:
+def upcoming(
+    settings: Settings, now: datetime | None = None, months: int = 3, pending_run: datetime | None = None
+) -> list[Upcoming]:
     """The next ``months`` firsts of the month and every send_at still to come, in time order.
 
     ``pending_run`` is a monthly run the job store still owes (missed while
@@ -136,8 +144,11 @@ def upcoming(settings: Settings, now: datetime | None = None, months: int = 3,
     found: list[Upcoming] = []
     if pending_run is not None and pending_run <= now:
         late = now - pending_run
-        verdict = ("missed: runs when the scheduler starts" if late <= settings.misfire_grace else
-                   f"missed by more than {human(settings.misfire_grace)}: will be skipped")
+        verdict = (
+            "missed: runs when the scheduler starts"
+            if late <= settings.misfire_grace
+            else f"missed by more than {human(settings.misfire_grace)}: will be skipped"
+        )
         found.append(Upcoming(pending_run.astimezone(settings.zone), "missed run", f"{now:%Y-%m}", verdict))
     trigger = monthly_trigger(settings)
     fire = trigger.get_next_fire_time(None, now)
@@ -146,7 +157,9 @@ def upcoming(settings: Settings, now: datetime | None = None, months: int = 3,
             break
         issue_id = f"{fire:%Y-%m}"
         at = send_at_of(ws, issue_id) if (settings.issues_dir / issue_id).is_dir() else None
-        verdict = f"not on the 1st: goes at its send_at {at.isoformat(timespec='seconds')}" if at else _verdict(ws, issue_id)
+        verdict = (
+            f"not on the 1st: goes at its send_at {at.isoformat(timespec='seconds')}" if at else _verdict(ws, issue_id)
+        )
         found.append(Upcoming(fire, MONTHLY, issue_id, verdict))
         fire = trigger.get_next_fire_time(fire, fire)
     pending = [(i, at) for i, at in send_at_issues(ws) if at > now - settings.misfire_grace]
@@ -182,4 +195,3 @@ def missed_send_at(settings: Settings, now: datetime | None = None) -> list[tupl
     with Ledger(settings.ledger_url) as ledger:
         attempts = SendAtAttempts(ledger.engine)
         return [(i, at) for i, at in old if attempts.state(i, at) is None and not ledger.counts(i)]
-

@@ -88,7 +88,7 @@ def _send_through(backend: Backend, settings: Settings, subject: str, text: str)
     if not settings.from_address:
         raise ConfigError("NEWSLETTER_FROM is not set")
     text = defuse(text)  # the report quotes issue files: no placeholder may survive into it
-    body = f"<pre style=\"font-family: monospace; white-space: pre-wrap\">{html.escape(text)}</pre>"
+    body = f'<pre style="font-family: monospace; white-space: pre-wrap">{html.escape(text)}</pre>'
     variant = Variant(issue_id=REPORT_ID, key=REPORT_ID, slugs=(), subject=subject, html=body, text=text)
     envelope = Envelope(REPORT_ID, variant, subject, settings.from_address, None, uuid.uuid4().hex)
     name, address = parseaddr(settings.author_email)

@@ -31,8 +31,16 @@ from newsletter.delivery.ledger import Ledger
 from newsletter.delivery.send import SendReport, send
 from newsletter.errors import ConfigError, ContentError, NewsletterError, Problem
 from newsletter.schedule.attempts import DONE, NOT_READY, SENDING, SendAtAttempts
-from newsletter.schedule.policy import (MONTHLY, RUN_NOW, SEND_AT, Readiness, monthly_trigger, readiness,
-                                        send_at_issues, send_at_of)
+from newsletter.schedule.policy import (
+    MONTHLY,
+    RUN_NOW,
+    SEND_AT,
+    Readiness,
+    monthly_trigger,
+    readiness,
+    send_at_issues,
+    send_at_of,
+)
 from newsletter.schedule.report import deliver_report
 from newsletter.settings import Settings, load_settings
 from newsletter.support.words import human, plural
@@ -73,7 +81,9 @@ class IssueRun:
 
     @property
     def ok(self) -> bool:
-        return self.outcome == Outcome.LATER or (self.outcome == Outcome.SENT and self.send is not None and self.send.ok)
+        return self.outcome == Outcome.LATER or (
+            self.outcome == Outcome.SENT and self.send is not None and self.send.ok
+        )
 
     def headline(self) -> str:
         if self.outcome == Outcome.SENT and self.send is not None:
@@ -115,26 +125,30 @@ class RunReport:
         if not self.issues:
             lines.append("Nothing was due.")
         for run in self.issues:
-            lines += self._lines(run) + [""]
+            lines += [*self._lines(run), ""]
         if self.next_run is not None:
             lines.append(f"Next run: {self.next_run.isoformat(timespec='seconds')}.")
         return "\n".join(lines).rstrip() + "\n"
 
     def _lines(self, run: IssueRun) -> list[str]:
-        title = f"{run.issue_id} \"{run.subject}\"" if run.subject else run.issue_id
+        title = f'{run.issue_id} "{run.subject}"' if run.subject else run.issue_id
         if run.outcome == Outcome.SENT and run.send is not None:
             s = run.send
-            out = [f"{title} ({run.due}): sent via {run.via}",
-                   f"  sent now {s.sent}, sent before {s.already_sent}, skipped {sum(s.skipped.values())}, "
-                   f"failed {len(s.failed)}, in doubt {len(s.in_doubt)}"
-                   + (f", being sent by another run {s.elsewhere}" if s.elsewhere else "")]
+            out = [
+                f"{title} ({run.due}): sent via {run.via}",
+                f"  sent now {s.sent}, sent before {s.already_sent}, skipped {sum(s.skipped.values())}, "
+                f"failed {len(s.failed)}, in doubt {len(s.in_doubt)}"
+                + (f", being sent by another run {s.elsewhere}" if s.elsewhere else ""),
+            ]
             if s.skipped:
                 out.append("  skipped: " + "; ".join(f"{n} {why}" for why, n in sorted(s.skipped.items())))
             for label, found in (("failed", s.failed), ("in doubt", s.in_doubt)):
                 for email, why in sorted(found.items())[:LIST_AT_MOST]:
                     out.append(f"  {label}: {email}: {why}")
                 if len(found) > LIST_AT_MOST:
-                    out.append(f"  ... and {len(found) - LIST_AT_MOST} more {label} (`newsletter status {run.issue_id}`)")
+                    out.append(
+                        f"  ... and {len(found) - LIST_AT_MOST} more {label} (`newsletter status {run.issue_id}`)"
+                    )
         elif run.outcome == Outcome.LATER:
             out = [f"{title}: {run.reason}"]
         else:
@@ -180,25 +194,45 @@ def _month_issue(ws: Workspace, now: datetime, kind: str, ledger: Ledger, attemp
     when = at.isoformat(timespec="seconds")
     if at > now:
         state = readiness(ws, issue_id)
-        return IssueRun(issue_id, due, Outcome.LATER, f"waits for its send_at {when}, not the 1st"
-                        + ("" if state.ready else f" (not ready yet: {state.reason})"), short="waits for its send_at")
+        return IssueRun(
+            issue_id,
+            due,
+            Outcome.LATER,
+            f"waits for its send_at {when}, not the 1st" + ("" if state.ready else f" (not ready yet: {state.reason})"),
+            short="waits for its send_at",
+        )
     state = attempts.state(issue_id, at)
     if state == DONE:
-        return IssueRun(issue_id, due, Outcome.LATER, f"went out at its send_at {when}", short="went out at its send_at")
+        return IssueRun(
+            issue_id, due, Outcome.LATER, f"went out at its send_at {when}", short="went out at its send_at"
+        )
     if state == SENDING:
-        return IssueRun(issue_id, due, Outcome.LATER, f"is being sent since its send_at {when} (`newsletter status {issue_id}`)",
-                        short="is being sent")
+        return IssueRun(
+            issue_id,
+            due,
+            Outcome.LATER,
+            f"is being sent since its send_at {when} (`newsletter status {issue_id}`)",
+            short="is being sent",
+        )
     if at > now - ws.settings.misfire_grace:
         return None  # due now: the send_at part of this run sends it
     if ledger.counts(issue_id):
-        return IssueRun(issue_id, due, Outcome.LATER, f"sent already; its send_at {when} has passed", short="sent already")
-    return IssueRun(issue_id, due, Outcome.NOT_SENT, f"missed: its send_at {when} passed more than "
-                    f"NEWSLETTER_MISFIRE_GRACE ({human(ws.settings.misfire_grace)}) ago; "
-                    f"send it with `newsletter send {issue_id}` or set a new send_at")
+        return IssueRun(
+            issue_id, due, Outcome.LATER, f"sent already; its send_at {when} has passed", short="sent already"
+        )
+    return IssueRun(
+        issue_id,
+        due,
+        Outcome.NOT_SENT,
+        f"missed: its send_at {when} passed more than "
+        f"NEWSLETTER_MISFIRE_GRACE ({human(ws.settings.misfire_grace)}) ago; "
+        f"send it with `newsletter send {issue_id}` or set a new send_at",
+    )
 
 
-def _send_at_issue(ws: Workspace, issue_id: str, at: datetime, ledger: Ledger, attempts: SendAtAttempts,
-                   tell_again: bool) -> IssueRun | None:
+def _send_at_issue(
+    ws: Workspace, issue_id: str, at: datetime, ledger: Ledger, attempts: SendAtAttempts, tell_again: bool
+) -> IssueRun | None:
     due = f"send_at {at.isoformat(timespec='seconds')}"
     state = attempts.state(issue_id, at)
     if state in (SENDING, DONE):
@@ -293,4 +327,3 @@ def finish(settings: Settings, report: RunReport) -> str:
     if report.next_run is not None:
         log.info("next run: %s", report.next_run.isoformat(timespec="seconds"))
     return where
-

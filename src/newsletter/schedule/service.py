@@ -41,14 +41,21 @@ from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import STATE_STOPPED
-from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, inspect, insert, select, update
+from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, insert, inspect, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from newsletter.delivery.ledger import Ledger
 from newsletter.errors import ConfigError
 from newsletter.schedule.attempts import SendAtAttempts
-from newsletter.schedule.policy import MONTHLY, describe_schedule, has_database, missed_send_at, monthly_trigger, upcoming
+from newsletter.schedule.policy import (
+    MONTHLY,
+    describe_schedule,
+    has_database,
+    missed_send_at,
+    monthly_trigger,
+    upcoming,
+)
 from newsletter.settings import Settings
 from newsletter.support.processes import alive
 from newsletter.support.words import human
@@ -70,7 +77,8 @@ SCHEDULER_LEASE = timedelta(minutes=2)
 
 metadata = MetaData()
 leases = Table(
-    "scheduler_lease", metadata,
+    "scheduler_lease",
+    metadata,
     Column("name", String(32), primary_key=True),
     Column("host", String(255), nullable=False),
     Column("pid", Integer, nullable=False),
@@ -100,8 +108,11 @@ class Lease:
             with self.engine.begin() as conn:
                 row = conn.execute(select(leases).where(leases.c.name == self.NAME)).first()
                 if row is None:
-                    conn.execute(insert(leases).values(name=self.NAME, host=self.host, pid=self.pid,
-                                                       started_at=now, heartbeat_at=now))
+                    conn.execute(
+                        insert(leases).values(
+                            name=self.NAME, host=self.host, pid=self.pid, started_at=now, heartbeat_at=now
+                        )
+                    )
                     return
                 fresh = now - _aware(row.heartbeat_at) <= SCHEDULER_LEASE
                 theirs = (row.host, row.pid) != (self.host, self.pid)
@@ -109,10 +120,13 @@ class Lease:
                     raise ConfigError(
                         f"another `newsletter schedule` is running on this database (pid {row.pid} on {row.host}, "
                         f"since {_aware(row.started_at):%Y-%m-%d %H:%M} UTC): two schedulers must not share a "
-                        "job store; stop that one first")
-                taken = conn.execute(update(leases).where(leases.c.name == self.NAME, leases.c.host == row.host,
-                                                          leases.c.pid == row.pid)
-                                     .values(host=self.host, pid=self.pid, started_at=now, heartbeat_at=now))
+                        "job store; stop that one first"
+                    )
+                taken = conn.execute(
+                    update(leases)
+                    .where(leases.c.name == self.NAME, leases.c.host == row.host, leases.c.pid == row.pid)
+                    .values(host=self.host, pid=self.pid, started_at=now, heartbeat_at=now)
+                )
                 if taken.rowcount == 1:
                     return
         except IntegrityError:
@@ -122,14 +136,18 @@ class Lease:
     def heartbeat(self) -> bool:
         """Renew the lease; False if another process has taken it."""
         with self.engine.begin() as conn:
-            done = conn.execute(update(leases).where(leases.c.name == self.NAME, leases.c.host == self.host,
-                                                     leases.c.pid == self.pid).values(heartbeat_at=datetime.now(UTC)))
+            done = conn.execute(
+                update(leases)
+                .where(leases.c.name == self.NAME, leases.c.host == self.host, leases.c.pid == self.pid)
+                .values(heartbeat_at=datetime.now(UTC))
+            )
             return done.rowcount == 1
 
     def release(self) -> None:
         with self.engine.begin() as conn:
-            conn.execute(leases.delete().where(leases.c.name == self.NAME, leases.c.host == self.host,
-                                               leases.c.pid == self.pid))
+            conn.execute(
+                leases.delete().where(leases.c.name == self.NAME, leases.c.host == self.host, leases.c.pid == self.pid)
+            )
 
 
 # -- the scheduler --------------------------------------------------------------------
@@ -147,9 +165,12 @@ class Scheduler(BackgroundScheduler):
 def build_scheduler(settings: Settings) -> Scheduler:
     """A stopped scheduler: the persistent store for the monthly job, memory for the minute check."""
     sqlite = settings.ledger_url.startswith("sqlite")
-    store = SQLAlchemyJobStore(url=settings.ledger_url, tablename=JOBS_TABLE,
-                               # wait for the ledger's short write transactions rather than fail
-                               engine_options={"connect_args": {"timeout": 60}} if sqlite else None)
+    store = SQLAlchemyJobStore(
+        url=settings.ledger_url,
+        tablename=JOBS_TABLE,
+        # wait for the ledger's short write transactions rather than fail
+        engine_options={"connect_args": {"timeout": 60}} if sqlite else None,
+    )
     return Scheduler(
         jobstores={"default": store, "memory": MemoryJobStore()},
         # Two workers: the minute check is never stuck behind a long monthly send.
@@ -175,8 +196,17 @@ def ensure_jobs(scheduler: BackgroundScheduler, settings: Settings, now: datetim
     grace = _grace_seconds(settings)
     job = scheduler.get_job(MONTHLY_ID)
     if job is None:
-        job = scheduler.add_job(MONTHLY_REF, trigger, args=(root,), id=MONTHLY_ID, name="monthly issue",
-                                jobstore="default", misfire_grace_time=grace, coalesce=True, max_instances=1)
+        job = scheduler.add_job(
+            MONTHLY_REF,
+            trigger,
+            args=(root,),
+            id=MONTHLY_ID,
+            name="monthly issue",
+            jobstore="default",
+            misfire_grace_time=grace,
+            coalesce=True,
+            max_instances=1,
+        )
     else:
         changes: dict[str, object] = {}
         if job.func_ref != MONTHLY_REF or tuple(job.args) != (root,):
@@ -191,19 +221,33 @@ def ensure_jobs(scheduler: BackgroundScheduler, settings: Settings, now: datetim
         if changes:
             job = scheduler.modify_job(MONTHLY_ID, **changes)
             log.info("updated the stored monthly job: %s", ", ".join(sorted(changes)))
-    scheduler.add_job(SEND_AT_REF, "interval", minutes=1, args=(root,), id=SEND_AT_ID, name="send_at check",
-                      jobstore="memory", next_run_time=now, misfire_grace_time=None, coalesce=True,
-                      max_instances=1, replace_existing=True)
+    scheduler.add_job(
+        SEND_AT_REF,
+        "interval",
+        minutes=1,
+        args=(root,),
+        id=SEND_AT_ID,
+        name="send_at check",
+        jobstore="memory",
+        next_run_time=now,
+        misfire_grace_time=None,
+        coalesce=True,
+        max_instances=1,
+        replace_existing=True,
+    )
     return job
 
 
 def _on_missed(settings: Settings) -> Callable[[JobExecutionEvent], None]:
     def listener(event: JobExecutionEvent) -> None:
         if event.job_id == MONTHLY_ID:
-            log.warning("the run due %s was missed by more than NEWSLETTER_MISFIRE_GRACE (%s): skipped; "
-                        "send the month's issue by hand with `newsletter send ISSUE`",
-                        event.scheduled_run_time.astimezone(settings.zone).isoformat(timespec="seconds"),
-                        human(settings.misfire_grace))
+            log.warning(
+                "the run due %s was missed by more than NEWSLETTER_MISFIRE_GRACE (%s): skipped; "
+                "send the month's issue by hand with `newsletter send ISSUE`",
+                event.scheduled_run_time.astimezone(settings.zone).isoformat(timespec="seconds"),
+                human(settings.misfire_grace),
+            )
+
     return listener
 
 
@@ -243,16 +287,26 @@ def running_scheduler(settings: Settings) -> Iterator[Running]:
                 if owed is not None:
                     late = now - owed
                     verdict = "running it now" if late <= settings.misfire_grace else "too late: it will be skipped"
-                    log.warning("the run due %s was missed while the scheduler was stopped (%s ago): %s",
-                                owed.astimezone(settings.zone).isoformat(timespec="seconds"),
-                                human(timedelta(seconds=int(late.total_seconds()))), verdict)
+                    log.warning(
+                        "the run due %s was missed while the scheduler was stopped (%s ago): %s",
+                        owed.astimezone(settings.zone).isoformat(timespec="seconds"),
+                        human(timedelta(seconds=int(late.total_seconds()))),
+                        verdict,
+                    )
                 for issue_id in SendAtAttempts(ledger.engine).release_interrupted():
-                    log.warning("%s: its send_at send was cut short when the scheduler stopped; the minute check "
-                                "finishes it (within the grace)", issue_id)
+                    log.warning(
+                        "%s: its send_at send was cut short when the scheduler stopped; the minute check "
+                        "finishes it (within the grace)",
+                        issue_id,
+                    )
                 for issue_id, at in missed_send_at(settings, now):
-                    log.warning("%s: its send_at %s passed more than NEWSLETTER_MISFIRE_GRACE ago and it was never "
-                                "sent; send it with `newsletter send %s`", issue_id, at.isoformat(timespec="seconds"),
-                                issue_id)
+                    log.warning(
+                        "%s: its send_at %s passed more than NEWSLETTER_MISFIRE_GRACE ago and it was never "
+                        "sent; send it with `newsletter send %s`",
+                        issue_id,
+                        at.isoformat(timespec="seconds"),
+                        issue_id,
+                    )
                 scheduler.resume()
                 yield Running(scheduler, lease)
             finally:
@@ -265,8 +319,12 @@ def serve(settings: Settings, stop: threading.Event) -> None:
     """Run the schedule until ``stop`` is set (the command sets it on SIGTERM or SIGINT)."""
     with running_scheduler(settings) as running:
         nxt = next((u for u in upcoming(settings, months=1) if u.why == MONTHLY), None)
-        log.info("scheduler started (pid %d): %s; next run %s", os.getpid(), describe_schedule(settings),
-                 f"{nxt.at.isoformat(timespec='seconds')} (issue {nxt.issue_id}: {nxt.verdict})" if nxt else "none")
+        log.info(
+            "scheduler started (pid %d): %s; next run %s",
+            os.getpid(),
+            describe_schedule(settings),
+            f"{nxt.at.isoformat(timespec='seconds')} (issue {nxt.issue_id}: {nxt.verdict})" if nxt else "none",
+        )
         lost = False
         while not lost and not stop.wait(HEARTBEAT.total_seconds()):
             try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+
 def plural(n: int, words: str) -> str:
     """``1 error``, ``2 errors``, ``2 summaries``, ``3 suppressed addresses``: the last word agrees."""
     if n == 1:

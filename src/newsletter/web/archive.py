@@ -125,12 +125,19 @@ class Site:
         folder = (templates_dir or settings.templates_dir / WEB_TEMPLATES).resolve()
         for name in TEMPLATES:
             if not (folder / name).is_file():
-                raise ConfigError(f"template {WEB_TEMPLATES}/{name} not found in {folder.parent}: "
-                                  "copy the shipped templates/web/ folder there")
+                raise ConfigError(
+                    f"template {WEB_TEMPLATES}/{name} not found in {folder.parent}: "
+                    "copy the shipped templates/web/ folder there"
+                )
         self.templates_dir = folder
-        self.env = make_environment(folder, globals_={
-            "site": {"name": settings.name, "base_url": settings.base_url},
-            "json_ld": lambda v: json_ld(v, settings), "highwire": highwire})
+        self.env = make_environment(
+            folder,
+            globals_={
+                "site": {"name": settings.name, "base_url": settings.base_url},
+                "json_ld": lambda v: json_ld(v, settings),
+                "highwire": highwire,
+            },
+        )
 
     def render(self, template: str, path: str, **context: Any) -> str:
         """Render ``template`` as the page at ``path`` (site-relative; ``""`` is the home page)."""
@@ -146,8 +153,7 @@ class Site:
             return "../" * (len(here) - common) + "/".join(parts[common:])
 
         try:
-            return self.env.get_template(template).render(
-                href=href, canonical=absolute(self.settings, path), **context)
+            return self.env.get_template(template).render(href=href, canonical=absolute(self.settings, path), **context)
         except TemplateError as err:
             raise template_error(err, self.templates_dir) from err
 
@@ -155,17 +161,20 @@ class Site:
         """Render for a feed: every link absolute, since feed readers resolve nothing."""
         try:
             return self.env.get_template(template).render(
-                href=lambda target: absolute(self.settings, target), canonical="", **context)
+                href=lambda target: absolute(self.settings, target), canonical="", **context
+            )
         except TemplateError as err:
             raise template_error(err, self.templates_dir) from err
 
 
-def build_site(archive: Archive, settings: Settings, target: Path,
-               progress: Callable[[Issue], None] = lambda issue: None) -> Built:
+def build_site(
+    archive: Archive, settings: Settings, target: Path, progress: Callable[[Issue], None] = lambda issue: None
+) -> Built:
     """Write ``archive`` as a site into ``target``, replaced as a whole; ``progress`` per issue."""
     if not archive.issues:
-        raise NewsletterError("no ready issue to archive: drafts are never published "
-                              "(set status: ready in an issue's issue.md)")
+        raise NewsletterError(
+            "no ready issue to archive: drafts are never published (set status: ready in an issue's issue.md)"
+        )
     site = Site(settings)
     _check_replaceable(target)
     with staged_folder(target) as staging:
@@ -218,28 +227,63 @@ def _write(archive: Archive, site: Site, out: Path, target: Path, progress: Call
         return articles[view.path]
 
     home = absolute(settings, "")
-    written = [(out / FEED, feeds.Feed(
-        id=home, title=settings.name, subtitle="Every issue of the digest", self_url=absolute(settings, FEED),
-        home_url=home, author=settings.name, entries=[
-            feeds.Entry(id=issue_url(settings, issue.id), title=f"{issue.issue.month_label}: {issue.issue.subject}",
-                        link=issue_url(settings, issue.id), updated=issue.date,
+    written = [
+        (
+            out / FEED,
+            feeds.Feed(
+                id=home,
+                title=settings.name,
+                subtitle="Every issue of the digest",
+                self_url=absolute(settings, FEED),
+                home_url=home,
+                author=settings.name,
+                entries=[
+                    feeds.Entry(
+                        id=issue_url(settings, issue.id),
+                        title=f"{issue.issue.month_label}: {issue.issue.subject}",
+                        link=issue_url(settings, issue.id),
+                        updated=issue.date,
                         summary=markdown.plain(issue.issue.intro) or "; ".join(s.title for s in issue.summaries),
-                        content_html=site.fragment("entry.html.j2", issue=issue, summary=None,
-                                                   parts=[article(s) for s in issue.summaries]))
-            for issue in issues[:FEED_ENTRIES]]))]
+                        content_html=site.fragment(
+                            "entry.html.j2", issue=issue, summary=None, parts=[article(s) for s in issue.summaries]
+                        ),
+                    )
+                    for issue in issues[:FEED_ENTRIES]
+                ],
+            ),
+        )
+    ]
     for topic in topics:
         url = topic_url(settings, topic.slug)
-        written.append((out / topic.path / FEED, feeds.Feed(
-            id=url, title=f"{settings.name}: {topic.name}", subtitle=f"Summaries on {topic.name}",
-            self_url=url + FEED, home_url=url, author=settings.name, entries=[
-                feeds.Entry(id=summary_url(settings, s.issue.id, s.slug), title=s.title,
-                            link=summary_url(settings, s.issue.id, s.slug), updated=s.issue.date,
-                            summary=s.description, content_html=article(s))
-                for s in topic.summaries[:FEED_ENTRIES]])))
+        written.append(
+            (
+                out / topic.path / FEED,
+                feeds.Feed(
+                    id=url,
+                    title=f"{settings.name}: {topic.name}",
+                    subtitle=f"Summaries on {topic.name}",
+                    self_url=url + FEED,
+                    home_url=url,
+                    author=settings.name,
+                    entries=[
+                        feeds.Entry(
+                            id=summary_url(settings, s.issue.id, s.slug),
+                            title=s.title,
+                            link=summary_url(settings, s.issue.id, s.slug),
+                            updated=s.issue.date,
+                            summary=s.description,
+                            content_html=article(s),
+                        )
+                        for s in topic.summaries[:FEED_ENTRIES]
+                    ],
+                ),
+            )
+        )
     for path, feed in written:
         path.write_bytes(feeds.to_xml(feed))
-    (out / MARKER).write_text("Built by `newsletter archive`; the whole folder is replaced on every build.\n",
-                              encoding="utf-8")
+    (out / MARKER).write_text(
+        "Built by `newsletter archive`; the whole folder is replaced on every build.\n", encoding="utf-8"
+    )
     return Built(target, len(issues), sum(len(i.summaries) for i in issues), len(topics), pages, len(written))
 
 
@@ -251,7 +295,7 @@ def _check_replaceable(target: Path) -> None:
         raise NewsletterError(f"cannot build the archive into {target}: it is a file")
     if (target / MARKER).is_file() or not any(target.iterdir()):
         return
-    raise NewsletterError(f"refusing to replace {target}: it is not a site `newsletter archive` built "
-                          f"(no {MARKER} file); choose another --out folder")
-
-
+    raise NewsletterError(
+        f"refusing to replace {target}: it is not a site `newsletter archive` built "
+        f"(no {MARKER} file); choose another --out folder"
+    )

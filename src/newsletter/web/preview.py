@@ -111,17 +111,18 @@ class Snapshot:
 
     def loaded(self) -> Issue:
         if self.issue is None:
-            raise ContentError(f"issue {self.issue_id} has errors: fix them and this page reloads",
-                               errors_in(self.problems))
+            raise ContentError(
+                f"issue {self.issue_id} has errors: fix them and this page reloads", errors_in(self.problems)
+            )
         return self.issue
 
-    def keys(self) -> dict[str, Selection]:
+    def variants(self) -> dict[str, Selection]:
         """Every variant key (``all``, ``01+02``...) and its selection, full issue first."""
         issue = self.loaded()
         return {issue.key_of(sel): sel for sel in issue.selections()}
 
     def variant(self, key: str) -> Variant:
-        keys = self.keys()
+        keys = self.variants()
         if key not in keys:
             raise _NotFound(f"issue {self.issue_id} has no variant {key!r} (it has {', '.join(keys)})")
         return self.renderer.render(self.loaded(), keys[key])
@@ -149,11 +150,14 @@ class Snapshot:
         selection = selection_for(issue, frozenset(t.slug for t in topics))
         if not selection:
             if self.renderer.settings.send_unmatched:
-                return "all", (f"No summary matches {said}; NEWSLETTER_SEND_UNMATCHED is on, "
-                               "so this reader gets the full issue.")
-            return None, (f"A reader with topics {said} gets nothing this month: no summary has any of those "
-                          "topics, so send skips them (NEWSLETTER_SEND_UNMATCHED=true would send the full issue).")
-        key = next(k for k, sel in self.keys().items() if sel == selection)
+                return "all", (
+                    f"No summary matches {said}; NEWSLETTER_SEND_UNMATCHED is on, so this reader gets the full issue."
+                )
+            return None, (
+                f"A reader with topics {said} gets nothing this month: no summary has any of those "
+                "topics, so send skips them (NEWSLETTER_SEND_UNMATCHED=true would send the full issue)."
+            )
+        key = next(k for k, sel in self.variants().items() if sel == selection)
         return key, f"What a reader with topics {said} gets."
 
 
@@ -204,7 +208,7 @@ class Preview:
                 added = {path for change, path in changes if change == watchfiles.Change.added}
                 deleted = {path for change, path in changes if change == watchfiles.Change.deleted}
                 self.changed(Path(path) for path in {path for _, path in changes} - (added & deleted))
-        except Exception as err:  # noqa: BLE001 -- a dead watcher must say so, not leave pages silently stale
+        except Exception as err:
             self.log(f"warning: live reload stopped: {err}")
 
     def respond(self, target: str) -> Response:
@@ -231,10 +235,10 @@ class Preview:
                 return Response(200, page) if match.group(2) == "html" else Response(200, text, TEXT)
             raise _NotFound(f"no page {path}")
         except _NotFound as err:
-            return Response(404, _page("Not found", f"<p>{_e(err)}. <a href=\"/\">All variants</a></p>", version))
+            return Response(404, _page("Not found", f'<p>{_e(err)}. <a href="/">All variants</a></p>', version))
         except NewsletterError as err:
             problems = err.problems if isinstance(err, ContentError) else []
-            body = f"<p class=\"error\">{_e(err)}</p>{_problem_list(problems, self.settings.root)}"
+            body = f'<p class="error">{_e(err)}</p>{_problem_list(problems, self.settings.root)}'
             return Response(500, _page(f"{self.issue_id}: cannot show this", body, version))
 
     def _site_file(self, relative: str) -> Response:
@@ -256,8 +260,10 @@ class Preview:
                 note += f' · <a href="/site/{path}">local copy in {SITE_FOLDER}/</a>'
         else:
             note = "a draft is left out of the archive until its status is ready"
-        return (f'<p class="archive">Web page of this issue (the email\'s "view in browser"): '
-                f'<a href="{_e(public)}">{_e(public)}</a> — {note}</p>')
+        return (
+            f'<p class="archive">Web page of this issue (the email\'s "view in browser"): '
+            f'<a href="{_e(public)}">{_e(public)}</a> — {note}</p>'
+        )
 
     def _index(self, snap: Snapshot, topics: str) -> Response:
         notice = ""
@@ -274,13 +280,16 @@ class Preview:
             variants = self._archive_link(issue) + _summaries_table(issue) + _variants_table(snap)
         else:
             variants = "<p>Fix the errors above: this page reloads when a file is saved.</p>"
-        form = (f'<form action="/" method="get"><label>What does a reader get? Their topics: '
-                f'<input name="topics" value="{_e(topics)}" placeholder="e.g. empathy, training — or all" size="32">'
-                f'</label> <button>Show</button></form>')
+        form = (
+            f'<form action="/" method="get"><label>What does a reader get? Their topics: '
+            f'<input name="topics" value="{_e(topics)}" placeholder="e.g. empathy, training — or all" size="32">'
+            f"</label> <button>Show</button></form>"
+        )
         errors = len(errors_in(problems))
-        verdict = (f"newsletter check {snap.issue_id}: {plural(errors, 'error')}, "
-                   f"{plural(len(problems) - errors, 'warning')}")
-        check = f'<h2>Check</h2><p>{_e(verdict)}</p>{_problem_list(problems, snap.root)}'
+        verdict = (
+            f"newsletter check {snap.issue_id}: {plural(errors, 'error')}, {plural(len(problems) - errors, 'warning')}"
+        )
+        check = f"<h2>Check</h2><p>{_e(verdict)}</p>{_problem_list(problems, snap.root)}"
         return Response(200, _page(title, notice + form + check + variants, snap.version))
 
     def _variant(self, snap: Snapshot, key: str, topics: str) -> Response:
@@ -296,20 +305,25 @@ class Preview:
         page, text = snap.filled(key)
         issue = snap.loaded()
         titles = {s.slug: s.title for s in issue.summaries}
-        others = " · ".join(f"<b>{_e(k)}</b>" if k == key else f'<a href="/variant/{quote(k)}">{_e(k)}</a>'
-                            for k in snap.keys())
+        others = " · ".join(
+            f"<b>{_e(k)}</b>" if k == key else f'<a href="/variant/{quote(k)}">{_e(k)}</a>' for k in snap.variants()
+        )
         shown = "the full issue" if variant.is_full else "; ".join(titles[s] for s in variant.slugs)
         raw = f"/raw/{quote(key)}"
         frames = "".join(
-            f'<figure><figcaption>{label}, {width} px</figcaption>'
+            f"<figure><figcaption>{label}, {width} px</figcaption>"
             f'<iframe class="email" src="{raw}.html" width="{width}" height="900" title="{label} view" '
-            f'sandbox="allow-same-origin allow-popups allow-popups-to-escape-sandbox" onload="nlFit(this)"></iframe></figure>'
-            for label, width in (("Phone", PHONE_WIDTH), ("Desktop", DESKTOP_WIDTH)))
-        body = (f'<p><a href="/">← all variants</a> · variants: {others}</p>{notice}'
-                f'<p>Summaries: {_e(shown)}<br>Subject: <b>{_e(variant.subject)}</b><br>'
-                f'HTML {_size_html(size_of(page))} · text {size_of(text) / 1024:.1f} KB · '
-                f'<a href="{raw}.html">HTML</a> · <a href="{raw}.txt">text</a></p>'
-                f'<div class="frames">{frames}</div><h2>Plain-text part</h2><pre class="text">{_e(text)}</pre>')
+            'sandbox="allow-same-origin allow-popups allow-popups-to-escape-sandbox" onload="nlFit(this)">'
+            "</iframe></figure>"
+            for label, width in (("Phone", PHONE_WIDTH), ("Desktop", DESKTOP_WIDTH))
+        )
+        body = (
+            f'<p><a href="/">← all variants</a> · variants: {others}</p>{notice}'
+            f"<p>Summaries: {_e(shown)}<br>Subject: <b>{_e(variant.subject)}</b><br>"
+            f"HTML {_size_html(size_of(page))} · text {size_of(text) / 1024:.1f} KB · "
+            f'<a href="{raw}.html">HTML</a> · <a href="{raw}.txt">text</a></p>'
+            f'<div class="frames">{frames}</div><h2>Plain-text part</h2><pre class="text">{_e(text)}</pre>'
+        )
         return Response(200, _page(f"{snap.issue_id} · variant {key}", body, snap.version))
 
 
@@ -323,8 +337,10 @@ def _e(value: object) -> str:
 def _size_html(size: int) -> str:
     judged = verdict(size)
     note = {"ok": "", "close": ": close to the limit", "clipped": ": Gmail clips it"}[judged]
-    return (f'<span class="{judged}">{size / 1024:.1f} KB ({size / GMAIL_CLIP_BYTES:.0%} of Gmail\'s '
-            f'{GMAIL_CLIP_BYTES // 1024} KB{note})</span>')
+    return (
+        f'<span class="{judged}">{size / 1024:.1f} KB ({size / GMAIL_CLIP_BYTES:.0%} of Gmail\'s '
+        f"{GMAIL_CLIP_BYTES // 1024} KB{note})</span>"
+    )
 
 
 def _problem_list(problems: list[Problem], root: Path) -> str:
@@ -335,21 +351,27 @@ def _problem_list(problems: list[Problem], root: Path) -> str:
 
 
 def _summaries_table(issue: Issue) -> str:
-    rows = "".join(f"<tr><td>{n:02d}</td><td>{_e(s.title)}</td><td>{_e(', '.join(t.name for t in s.topics))}</td></tr>"
-                   for n, s in enumerate(issue.summaries, 1))
+    rows = "".join(
+        f"<tr><td>{n:02d}</td><td>{_e(s.title)}</td><td>{_e(', '.join(t.name for t in s.topics))}</td></tr>"
+        for n, s in enumerate(issue.summaries, 1)
+    )
     return f"<h2>Summaries</h2><table><tr><th>#</th><th>title</th><th>topics</th></tr>{rows}</table>"
 
 
 def _variants_table(snap: Snapshot) -> str:
     titles = {s.slug: s.title for s in snap.loaded().summaries}
     rows = []
-    for key, selection in snap.keys().items():
+    for key, selection in snap.variants().items():
         page, text = snap.filled(key)
         shown = "full issue" if key == "all" else "; ".join(titles[s] for s in selection)
-        rows.append(f'<tr><td><a href="/variant/{quote(key)}">{_e(key)}</a></td><td>{_e(shown)}</td>'
-                    f"<td>{_size_html(size_of(page))}</td><td>{size_of(text) / 1024:.1f} KB</td></tr>")
-    return (f"<h2>Variants</h2><p>Filled for a sample reader.</p><table><tr><th>variant</th><th>summaries</th>"
-            f"<th>HTML</th><th>text</th></tr>{''.join(rows)}</table>")
+        rows.append(
+            f'<tr><td><a href="/variant/{quote(key)}">{_e(key)}</a></td><td>{_e(shown)}</td>'
+            f"<td>{_size_html(size_of(page))}</td><td>{size_of(text) / 1024:.1f} KB</td></tr>"
+        )
+    return (
+        f"<h2>Variants</h2><p>Filled for a sample reader.</p><table><tr><th>variant</th><th>summaries</th>"
+        f"<th>HTML</th><th>text</th></tr>{''.join(rows)}</table>"
+    )
 
 
 # Polls /__version and reloads on change, keeping the scroll position; frames grow to fit their email.
@@ -392,9 +414,11 @@ pre.text { background: #fff; border: 1px solid #d0d7de; padding: 1rem; max-width
 
 def _page(title: str, body: str, version: str) -> str:
     script = _SCRIPT % (json.dumps(version), POLL_MS)
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{_e(title)} · preview</title>'
-            f"<style>{_STYLE}</style><script>{script}</script></head>\n"
-            f"<body><h1>{_e(title)}</h1>\n{body}\n</body></html>\n")
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{_e(title)} · preview</title>'
+        f"<style>{_STYLE}</style><script>{script}</script></head>\n"
+        f"<body><h1>{_e(title)}</h1>\n{body}\n</body></html>\n"
+    )
 
 
 # --- the server --------------------------------------------------------------------------------
@@ -403,13 +427,19 @@ def _page(title: str, body: str, version: str) -> str:
 class _Handler(BaseHTTPRequestHandler):
     server: PreviewServer
 
-    def do_GET(self) -> None:  # noqa: N802 -- http.server's naming
+    def do_GET(self) -> None:
         try:
             response = self.server.preview.respond(self.path)
-        except Exception as err:  # noqa: BLE001 -- a bug costs one page, not the server
+        except Exception as err:
             traceback.print_exc()
-            response = Response(500, _page("preview failed", f"<p class=\"error\">internal error: {_e(repr(err))}</p>",
-                                           self.server.preview.version))
+            response = Response(
+                500,
+                _page(
+                    "preview failed",
+                    f'<p class="error">internal error: {_e(repr(err))}</p>',
+                    self.server.preview.version,
+                ),
+            )
         body = response.body.encode("utf-8")
         self.send_response(response.status)
         self.send_header("Content-Type", response.content_type)
@@ -420,7 +450,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         pass  # pages poll twice a second: a line per request would bury the change messages
 
 
@@ -435,8 +465,10 @@ class PreviewServer(ThreadingHTTPServer):
             super().__init__((host, port), _Handler)
         except OSError as err:
             if err.errno == errno.EADDRINUSE:
-                raise NewsletterError(f"port {port} is already in use on {host}: stop what is using it, "
-                                      f"or choose another port with --port, e.g. --port {port + 1}") from err
+                raise NewsletterError(
+                    f"port {port} is already in use on {host}: stop what is using it, "
+                    f"or choose another port with --port, e.g. --port {port + 1}"
+                ) from err
             raise NewsletterError(f"cannot listen on {host}:{port}: {err.strerror or err}") from err
 
     def server_bind(self) -> None:
@@ -469,13 +501,16 @@ def running(preview: Preview, port: int = DEFAULT_PORT, host: str = HOST) -> Ite
         watcher.join(timeout=2)
 
 
-def serve(preview: Preview, port: int = DEFAULT_PORT, *, open_browser: bool = True,
-          echo: Callable[[str], None] = print) -> None:
+def serve(
+    preview: Preview, port: int = DEFAULT_PORT, *, open_browser: bool = True, echo: Callable[[str], None] = print
+) -> None:
     """Serve ``preview`` until Ctrl-C, opening it in the browser unless told not to."""
     try:
         with running(preview, port) as server:
-            echo(f"previewing {preview.issue_id} at {server.url} (edits under issues/ and templates/ reload "
-                 "the page; Ctrl-C stops)")
+            echo(
+                f"previewing {preview.issue_id} at {server.url} (edits under issues/ and templates/ reload "
+                "the page; Ctrl-C stops)"
+            )
             if open_browser:
                 # In a thread: some browsers (a text-mode one) keep webbrowser.open busy until they exit.
                 threading.Thread(target=webbrowser.open, args=(server.url,), daemon=True).start()

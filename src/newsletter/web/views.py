@@ -110,13 +110,20 @@ def json_ld(view: SummaryView, settings: Settings) -> Markup:
     if cited.authors:
         data["author"] = [
             {"@type": "Person", "name": f"{a.given} {a.family}", "familyName": a.family, "givenName": a.given}
-            if a.given else {"@type": "Organization", "name": a.family} for a in cited.authors]
+            if a.given
+            else {"@type": "Organization", "name": a.family}
+            for a in cited.authors
+        ]
     if cited.year:
         data["datePublished"] = cited.year
     if cited.journal:
         data["isPartOf"] = {"@type": "Periodical", "name": cited.journal}
         if cited.volume:
-            data["isPartOf"] = {"@type": "PublicationVolume", "volumeNumber": cited.volume, "isPartOf": data["isPartOf"]}
+            data["isPartOf"] = {
+                "@type": "PublicationVolume",
+                "volumeNumber": cited.volume,
+                "isPartOf": data["isPartOf"],
+            }
         if cited.issue:
             data["isPartOf"] = {"@type": "PublicationIssue", "issueNumber": cited.issue, "isPartOf": data["isPartOf"]}
     if cited.pages:
@@ -126,8 +133,11 @@ def json_ld(view: SummaryView, settings: Settings) -> Markup:
     if summary.link:
         data["sameAs"] = data["url"] = summary.link
     data["citation"] = cited.text
-    data["subjectOf"] = {"@type": "BlogPosting", "headline": summary.title,
-                         "url": summary_url(settings, view.issue.id, summary.slug)}
+    data["subjectOf"] = {
+        "@type": "BlogPosting",
+        "headline": summary.title,
+        "url": summary_url(settings, view.issue.id, summary.slug),
+    }
     text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
     # "</script>" in a title would end the element; JSON reads \u003c as "<" all the same.
     return Markup(text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026"))
@@ -142,9 +152,14 @@ def highwire(view: SummaryView) -> list[tuple[str, str]]:
     tags += [("citation_author", a.display) for a in cited.authors]
     if cited.year:
         tags.append(("citation_publication_date", cited.year))
-    for name, value in (("citation_journal_title", cited.journal), ("citation_volume", cited.volume),
-                        ("citation_issue", cited.issue), ("citation_firstpage", cited.first_page),
-                        ("citation_lastpage", cited.last_page), ("citation_doi", summary.doi)):
+    for name, value in (
+        ("citation_journal_title", cited.journal),
+        ("citation_volume", cited.volume),
+        ("citation_issue", cited.issue),
+        ("citation_firstpage", cited.first_page),
+        ("citation_lastpage", cited.last_page),
+        ("citation_doi", summary.doi),
+    ):
         if value:
             tags.append((name, value))
     return tags

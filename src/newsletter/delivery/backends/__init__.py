@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 __all__ = ["Backend", "Envelope", "Outcome", "Recipient", "select_backend"]
 
 
-def select_backend(settings: "Settings") -> Backend:
+def select_backend(settings: Settings) -> Backend:
     """SendGrid when ``SENDGRID_API_KEY`` is set, else the outbox."""
     from newsletter.delivery.backends.outbox import OutboxBackend
     from newsletter.delivery.backends.sendgrid import SendGridBackend
@@ -20,7 +20,13 @@ def select_backend(settings: "Settings") -> Backend:
     key = settings.sendgrid_api_key.get_secret_value()
     if not key:
         return OutboxBackend(settings.outbox_dir)
-    return SendGridBackend(key, host=settings.sendgrid_api_host, asm_group_id=settings.sendgrid_asm_group_id or 0,
-                           track_opens=settings.track_opens, track_clicks=settings.track_clicks,
-                           timeout=settings.sendgrid_timeout, max_attempts=settings.sendgrid_max_attempts,
-                           backoff=settings.sendgrid_backoff)
+    return SendGridBackend(
+        key,
+        host=settings.sendgrid_api_host,
+        asm_group_id=settings.sendgrid_asm_group_id or 0,
+        track_opens=settings.track_opens,
+        track_clicks=settings.track_clicks,
+        timeout=settings.sendgrid_timeout,
+        max_attempts=settings.sendgrid_max_attempts,
+        backoff=settings.sendgrid_backoff,
+    )

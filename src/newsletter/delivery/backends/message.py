@@ -12,10 +12,10 @@ from __future__ import annotations
 import binascii
 import re
 import uuid
-from functools import lru_cache
 from datetime import datetime
 from email.header import Header
 from email.utils import format_datetime, formataddr, parseaddr
+from functools import lru_cache
 
 from newsletter.delivery.backends.base import Envelope, Recipient
 
@@ -89,11 +89,16 @@ def build_message(envelope: Envelope, recipient: Recipient, when: datetime) -> b
         f'Content-Type: multipart/alternative; boundary="{boundary}"',
     ]
     head = CRLF.join(headers) + CRLF + CRLF
-    part = ('--{b}\r\nContent-Type: text/{kind}; charset="utf-8"\r\n'
-            "Content-Transfer-Encoding: base64\r\n\r\n")
-    return b"".join((
-        head.encode("ascii"),
-        part.format(b=boundary, kind="plain").encode("ascii"), _base64(text), b"\r\n",
-        part.format(b=boundary, kind="html").encode("ascii"), _base64(html), b"\r\n",
-        f"--{boundary}--\r\n".encode("ascii"),
-    ))
+    part = '--{b}\r\nContent-Type: text/{kind}; charset="utf-8"\r\nContent-Transfer-Encoding: base64\r\n\r\n'
+    return b"".join(
+        (
+            head.encode("ascii"),
+            part.format(b=boundary, kind="plain").encode("ascii"),
+            _base64(text),
+            b"\r\n",
+            part.format(b=boundary, kind="html").encode("ascii"),
+            _base64(html),
+            b"\r\n",
+            f"--{boundary}--\r\n".encode("ascii"),
+        )
+    )

@@ -40,8 +40,11 @@ class OutboxBackend(Backend):
         payload = []
         for recipient in recipients:
             msg = build_message(envelope, recipient, now)
-            name = (f"{envelope.variant.key.replace('+', '-')}-{envelope.batch_id}-{recipient.token}.eml"
-                    if envelope.test else f"{recipient.token}.eml")
+            name = (
+                f"{envelope.variant.key.replace('+', '-')}-{envelope.batch_id}-{recipient.token}.eml"
+                if envelope.test
+                else f"{recipient.token}.eml"
+            )
             payload.append((recipient.key, name, msg))
         return payload
 

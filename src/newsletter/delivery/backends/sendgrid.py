@@ -102,7 +102,9 @@ def validate(payload: dict[str, Any]) -> None:
         raise PayloadError(f"{recipients} recipients; SendGrid takes at most {MAX_RECIPIENTS} per request")
     categories = payload.get("categories", [])
     if len(categories) > MAX_CATEGORIES or any(len(c) > MAX_CATEGORY_LENGTH for c in categories):
-        raise PayloadError(f"categories {categories!r} break SendGrid's limit of {MAX_CATEGORIES} x {MAX_CATEGORY_LENGTH} characters")
+        raise PayloadError(
+            f"categories {categories!r} break SendGrid's limit of {MAX_CATEGORIES} x {MAX_CATEGORY_LENGTH} characters"
+        )
     if _size(payload.get("custom_args", {})) > MAX_CUSTOM_ARGS_BYTES:
         raise PayloadError(f"custom_args over {MAX_CUSTOM_ARGS_BYTES} bytes")
     types = [c["type"] for c in payload.get("content", [])]
@@ -116,9 +118,19 @@ class SendGridBackend(Backend):
     name = "sendgrid"
     batch_size = MAX_PERSONALIZATIONS
 
-    def __init__(self, api_key: str, *, host: str, asm_group_id: int, track_opens: bool = False,
-                 track_clicks: bool = False, timeout: float = 30.0, max_attempts: int = 5, backoff: float = 1.0,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        api_key: str,
+        *,
+        host: str,
+        asm_group_id: int,
+        track_opens: bool = False,
+        track_clicks: bool = False,
+        timeout: float = 30.0,
+        max_attempts: int = 5,
+        backoff: float = 1.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self._client = SendGridAPIClient(api_key, host=host)
         # The library has no timeout by default: a hung connection would hang the send.
         self._client.client.timeout = timeout
@@ -153,14 +165,17 @@ class SendGridBackend(Backend):
         for r in recipients:
             name = r.name.strip() or "reader"
             to = {"email": r.email, "name": r.name} if r.name else {"email": r.email}
-            personalizations.append({"to": [to], "substitutions": {NAME_HTML: html.escape(name, quote=True), NAME_TEXT: name}})
+            personalizations.append(
+                {"to": [to], "substitutions": {NAME_HTML: html.escape(name, quote=True), NAME_TEXT: name}}
+            )
         variant = envelope.variant.key
         payload: dict[str, Any] = {
             "personalizations": personalizations,
             "from": _address(envelope.sender),
             "subject": envelope.subject,
             "content": self._content_of(envelope),
-            "categories": ["newsletter", f"issue-{envelope.issue_id}", f"variant-{variant}"] + (["test"] if envelope.test else []),
+            "categories": ["newsletter", f"issue-{envelope.issue_id}", f"variant-{variant}"]
+            + (["test"] if envelope.test else []),
             "custom_args": {"issue": envelope.issue_id, "variant": variant, "batch": envelope.batch_id},
             "asm": {"group_id": self.asm_group_id},
             "tracking_settings": {
@@ -199,8 +214,10 @@ class SendGridBackend(Backend):
                 self._sleep(self._backoff(attempt))
                 continue
             except (TimeoutError, OSError, HTTPException) as err:
-                raise BatchInDoubt(f"no answer from SendGrid after the request was sent ({type(err).__name__}); "
-                                   "it may have been accepted") from None
+                raise BatchInDoubt(
+                    f"no answer from SendGrid after the request was sent ({type(err).__name__}); "
+                    "it may have been accepted"
+                ) from None
             headers = {k.lower(): v for k, v in dict(response.headers).items()}
             return Outcome(message_id=headers.get("x-message-id"))
         raise BatchFailed(f"gave up after {self.max_attempts} attempts: {last}")
@@ -226,7 +243,10 @@ def _messages(err: HTTPError) -> str:
     body = getattr(err, "body", b"") or b""
     try:
         data = json.loads(body.decode("utf-8") if isinstance(body, bytes) else body)
-        found = [f"{e.get('message', '')}" + (f" (field {e['field']})" if e.get("field") else "") for e in data.get("errors", [])]
+        found = [
+            f"{e.get('message', '')}" + (f" (field {e['field']})" if e.get("field") else "")
+            for e in data.get("errors", [])
+        ]
         if found:
             return "; ".join(found)
     except (ValueError, AttributeError):
@@ -265,7 +285,11 @@ def fetch_suppressions(backend: SendGridBackend) -> dict[str, str]:
             for email in json.loads(response.body or b"[]"):
                 found.setdefault(str(email).lower(), "unsubscribed from this newsletter (SendGrid)")
     except HTTPError as err:
-        raise ConfigError(f"cannot fetch suppressions from SendGrid ({getattr(err, 'status_code', '?')}): {_messages(err)}") from None
+        raise ConfigError(
+            f"cannot fetch suppressions from SendGrid ({getattr(err, 'status_code', '?')}): {_messages(err)}"
+        ) from None
     except (URLError, TimeoutError, OSError, HTTPException) as err:
-        raise ConfigError(f"cannot reach SendGrid to fetch suppressions: {getattr(err, 'reason', type(err).__name__)}") from None
+        raise ConfigError(
+            f"cannot reach SendGrid to fetch suppressions: {getattr(err, 'reason', type(err).__name__)}"
+        ) from None
     return found
