@@ -12,7 +12,7 @@ import csv
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 from email_validator import EmailNotValidError, validate_email
 
@@ -155,7 +155,7 @@ def read_file(
         except ValueError as err:
             problems.append(Problem(path, line, "error", f"invalid address {cell['email']!r}: {err}"))
             continue
-        status = (cell.get("status") or "active").lower()
+        status = cast(Status, (cell.get("status") or "active").lower())
         if status not in STATUSES:
             problems.append(
                 Problem(
@@ -179,7 +179,7 @@ def read_file(
                     Problem(path, line, "error", "empty topics: list topics separated by ';' or write 'all'")
                 )
             continue
-        subscriber = Subscriber(email, cell["name"], topics, status, path, line)  # type: ignore[arg-type]
+        subscriber = Subscriber(email, cell["name"], topics, status, path, line)
         earlier = seen.get(subscriber.key)
         if earlier is not None:
             other = f"{earlier.path.parent.name}/{earlier.path.name}"

@@ -97,7 +97,7 @@ def to_html(source: str, heading_level: int = 3) -> str:
     for token in tokens:
         if token.type == "inline" and token.children:
             token.children = _email_safe_inline(token.children)
-    return _md.renderer.render(tokens, _md.options, {})
+    return str(_md.renderer.render(tokens, _md.options, {}))
 
 
 @lru_cache(maxsize=512)
@@ -107,7 +107,7 @@ def inline_html(source: str) -> str:
     for token in tokens:
         if token.children:
             token.children = _email_safe_inline(token.children)
-    return _md.renderer.render(tokens, _md.options, {})
+    return str(_md.renderer.render(tokens, _md.options, {}))
 
 
 # --- plain text -------------------------------------------------------------
@@ -185,7 +185,10 @@ def _list_lines(node: SyntaxTreeNode, width: int) -> list[str]:
     number = int(node.attrs.get("start", 1) or 1)
     lines: list[str] = []
     tight = all(
-        p.nester_tokens.opening.hidden for item in node.children for p in item.children if p.type == "paragraph"
+        p.nester_tokens is not None and p.nester_tokens.opening.hidden
+        for item in node.children
+        for p in item.children
+        if p.type == "paragraph"
     )
     for item in node.children:
         marker = f"{number}. " if ordered else "- "

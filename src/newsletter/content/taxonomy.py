@@ -91,6 +91,7 @@ def load_taxonomy(path: Path) -> Taxonomy:
         raise ContentError(
             f"cannot load the topic list {path}", [Problem(path, 1, "error", "expected a 'topics:' list")]
         )
+    assert node is not None  # a list was loaded from it
     item_nodes = next(v.value for k, v in node.value if k.value == "topics")
     problems: list[Problem] = []
     topics: list[Topic] = []

@@ -133,7 +133,7 @@ class Ledger:
                 f"cannot open the ledger database: {type(err).__name__}: {getattr(err, 'orig', None) or err}"
             ) from None
 
-    def _many(self, conn: Connection, sql: str, rows: list[tuple[object, ...]]) -> None:
+    def _many(self, conn: Connection, sql: str, rows: Sequence[tuple[object, ...]]) -> None:
         """Run one statement for many rows straight through the driver.
 
         These statements run once per reader of a send; SQLAlchemy's own
@@ -142,7 +142,7 @@ class Ledger:
         """
         if self.engine.dialect.paramstyle != "qmark":
             sql = sql.replace("?", "%s")
-        conn.exec_driver_sql(sql, rows)  # type: ignore[arg-type]
+        conn.exec_driver_sql(sql, rows)
 
     # -- runs -----------------------------------------------------------------
 

@@ -48,7 +48,7 @@ class BuiltFile:
 
 
 def variant_count(issue: Issue) -> int:
-    return 2 ** len(issue.summaries) - 1
+    return int(2 ** len(issue.summaries)) - 1
 
 
 def build_issue(

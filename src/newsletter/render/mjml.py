@@ -114,7 +114,7 @@ def inline_css(html: str) -> str:
         # cssutils costs half a second of regex compiling per process.
         disable_validation=True,
     )
-    out = premailer.transform()
+    out = str(premailer.transform())
     if not out.startswith(DOCTYPE):
         out = DOCTYPE + "\n" + _LEADING_DOCTYPE.sub("", out, count=1)
     return out

@@ -23,7 +23,7 @@ from newsletter.support.words import human, plural
 MONTHLY, SEND_AT, RUN_NOW = "1st of the month", "send_at", "run now"
 
 
-class MonthlyTrigger(CronTrigger):
+class MonthlyTrigger(CronTrigger):  # type: ignore[misc]  # APScheduler 3 ships no type hints
     """A CronTrigger that fires once per wall-clock time, even in a repeated hour.
 
     APScheduler 3.11's CronTrigger fires twice when the send time falls in the
@@ -34,7 +34,7 @@ class MonthlyTrigger(CronTrigger):
     """
 
     def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime | None:
-        fire = super().get_next_fire_time(previous_fire_time, now)
+        fire: datetime | None = super().get_next_fire_time(previous_fire_time, now)
         if fire is not None and previous_fire_time is not None:
             before = previous_fire_time.astimezone(self.timezone).replace(tzinfo=None, fold=0)
             if fire.replace(tzinfo=None, fold=0) == before:

@@ -201,12 +201,12 @@ def _month_issue(ws: Workspace, now: datetime, kind: str, ledger: Ledger, attemp
             f"waits for its send_at {when}, not the 1st" + ("" if state.ready else f" (not ready yet: {state.reason})"),
             short="waits for its send_at",
         )
-    state = attempts.state(issue_id, at)
-    if state == DONE:
+    attempted = attempts.state(issue_id, at)
+    if attempted == DONE:
         return IssueRun(
             issue_id, due, Outcome.LATER, f"went out at its send_at {when}", short="went out at its send_at"
         )
-    if state == SENDING:
+    if attempted == SENDING:
         return IssueRun(
             issue_id,
             due,

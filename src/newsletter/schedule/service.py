@@ -153,7 +153,7 @@ class Lease:
 # -- the scheduler --------------------------------------------------------------------
 
 
-class Scheduler(BackgroundScheduler):
+class Scheduler(BackgroundScheduler):  # type: ignore[misc]  # APScheduler 3 ships no type hints
     """A BackgroundScheduler whose shutdown cannot consume a due run (see the module docstring)."""
 
     def _process_jobs(self) -> float | None:
@@ -253,7 +253,7 @@ def _on_missed(settings: Settings) -> Callable[[JobExecutionEvent], None]:
 
 def _last_owed(job: Job, now: datetime) -> datetime | None:
     """The run APScheduler will make up (coalesced: the latest one owed), if any."""
-    owed = job.next_run_time
+    owed: datetime | None = job.next_run_time
     if owed is None or owed > now:
         return None
     while (later := job.trigger.get_next_fire_time(owed, now)) is not None and later <= now:
