@@ -127,7 +127,10 @@ def test_strict_refuses_bad_rows_before_sending(samples: Newsletter) -> None:
     assert strict.exit_code == 1 and "subscribers/bad.csv:2: error: invalid address" in strict.stderr
     assert outbox(samples.root) == []
     lenient = samples.cli("send", "2021-07", "--yes")
-    assert lenient.exit_code == 0 and "subscribers/bad.csv:2: error: invalid address" in lenient.stdout
+    # The others are sent; the row not read is named and makes the run fail.
+    assert lenient.exit_code == 1 and "subscribers/bad.csv:2: error: invalid address" in lenient.stdout
+    assert "not read: subscribers/bad.csv:2: error: invalid address" in lenient.stdout
+    assert len(outbox(samples.root)) > 0
 
 
 def many_readers(newsletter: Newsletter, n: int) -> None:

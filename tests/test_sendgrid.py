@@ -115,11 +115,11 @@ def test_answer_lost_after_handover_is_in_doubt_not_resent(samples: Newsletter, 
     fake.faults.append(fault)
     fake.slow_seconds = 2.5
     result = samples.cli("send", "2021-07", "--yes", env=env_for(fake))
-    assert result.exit_code == 0
+    assert result.exit_code == 1  # in doubt needs the author's decision
     in_doubt = ledger_of(samples).counts("2021-07").get("in_doubt", 0)
     assert in_doubt > 0 and "in doubt: reader" in result.stdout
     again = samples.cli("send", "2021-07", "--yes", env=env_for(fake))
-    assert again.exit_code == 0 and "in doubt: reader" in again.stdout
+    assert again.exit_code == 1 and "in doubt: reader" in again.stdout
     got = fake.by_reader()
     assert all(len(m) == 1 for m in got.values())  # nobody twice
     accepted = fault != "drop-before"

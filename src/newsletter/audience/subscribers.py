@@ -108,7 +108,12 @@ def read_file(
         return [], [problem]
     assert text is not None
     problems: list[Problem] = []
-    rows = csv.reader(text.splitlines(keepends=True), strict=True)
+    # Rows end at "\n" only: str.splitlines() would also end one at a form
+    # feed, VT, NEL or U+2028 pasted into a name, and shift every later line.
+    lines = [line + "\n" for line in text.split("\n")]
+    if lines[-1] == "\n":
+        lines.pop()
+    rows = csv.reader(lines, strict=True)
     try:
         header = next(rows, None)
     except csv.Error as err:
@@ -129,16 +134,21 @@ def read_file(
         ]
     index = {name: columns.index(name) for name in (*REQUIRED_COLUMNS, "status") if name in columns}
     found: list[Subscriber] = []
+    offset = 0  # lines before the current reader's first line
     line = 1
     while True:
-        start = rows.line_num + 1
+        start = offset + rows.line_num + 1
         try:
             row = next(rows)
         except StopIteration:
             break
         except csv.Error as err:
+            # One bad row (a stray quote, an unterminated one, a huge field) is
+            # that row's problem alone: read on from the line after it starts.
             problems.append(Problem(path, start, "error", f"malformed CSV: {err}; row skipped"))
-            break
+            offset = start
+            rows = csv.reader(lines[offset:], strict=True)
+            continue
         line = start
         if not "".join(row).strip():
             continue

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from contextlib import ExitStack
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -14,7 +15,7 @@ from newsletter.cli.app import app, console, fail_cleanly, progress_bar, workspa
 from newsletter.cli.readers import print_audience
 from newsletter.delivery.backends import select_backend
 from newsletter.delivery.ledger import FAILED, IN_DOUBT, SENDING, SENT, SKIPPED, Ledger
-from newsletter.delivery.send import Plan, SendReport, prepare, send_tests, sync_suppressions
+from newsletter.delivery.send import Plan, SendReport, prepare, report_lines, send_tests, sync_suppressions
 from newsletter.delivery.send import send as send_issue
 from newsletter.support.words import plural
 
@@ -82,7 +83,7 @@ def send(
             progress=advance[0],
         )
     assert report is not None  # go_ahead only ever says yes (or aborts)
-    _print_report(report)
+    _print_report(report, ws.root)
     raise typer.Exit(0 if report.ok else 1)
 
 
@@ -91,7 +92,7 @@ def _warn(warnings: list[str]) -> None:
         typer.echo(f"warning: {warning}", err=True)
 
 
-def _print_report(report: SendReport) -> None:
+def _print_report(report: SendReport, root: Path) -> None:
     verb = "would send" if report.dry_run else "sent"
     table = Table("outcome", "readers", title=f"{report.issue_id}: {'dry run' if report.dry_run else 'send finished'}")
     table.add_row(verb + " now", str(report.sent))
@@ -101,13 +102,13 @@ def _print_report(report: SendReport) -> None:
     table.add_row("in doubt", str(len(report.in_doubt)))
     if report.elsewhere:
         table.add_row("being sent by another run", str(report.elsewhere))
+    if report.unread:
+        table.add_row("subscriber rows not read", str(len(report.unread)))
     console.print(table)
     if not report.dry_run and report.sent == 0 and not report.failed and not report.in_doubt:
         typer.echo(f"nothing to send: {report.issue_id} has gone to every reader")
-    for email, reason in sorted(report.failed.items()):
-        typer.echo(f"failed: {email}: {reason}")
-    for email, reason in sorted(report.in_doubt.items()):
-        typer.echo(f"in doubt: {email}: {reason}")
+    for line in report_lines(report, root):
+        typer.echo(line)
 
 
 @app.command()

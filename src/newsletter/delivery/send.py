@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from newsletter.audience.personalise import Audience, plan_audience
 from newsletter.audience.subscribers import Subscriber, read_subscribers
@@ -28,11 +29,18 @@ from newsletter.support import collector
 from newsletter.support.batches import chunks
 
 TEST_PREFIX = "[TEST] "
+# How many failed, in-doubt or unread readers a report names; `newsletter status` lists them all.
+LIST_AT_MOST = 20
 
 
 @dataclass
 class SendReport:
-    """What a run did; ``failed`` and ``in_doubt`` map address → reason."""
+    """What a run did; ``failed`` and ``in_doubt`` map address → reason.
+
+    ``unread`` are the subscriber rows that could not be read (bad address,
+    malformed CSV, unreadable file...): readers the run could not even
+    consider, so the run is not ``ok`` while there are any.
+    """
 
     issue_id: str
     sent: int = 0
@@ -43,10 +51,12 @@ class SendReport:
     elsewhere: int = 0  # being sent by another run right now
     variants: dict[str, int] = field(default_factory=dict)
     dry_run: bool = False
+    unread: list[Problem] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not self.failed
+        """Every reader in the files was accounted for: none failed, none in doubt, no row unread."""
+        return not self.failed and not self.in_doubt and not self.unread
 
 
 @dataclass
@@ -169,6 +179,7 @@ def send(
     if not go_ahead(planned):
         return planned, None
     report = send_issue(sender, audience, ledger, dry_run=dry_run, resend_in_doubt=resend_in_doubt, progress=progress)
+    report.unread = errors_in(problems)
     return planned, report
 
 
@@ -311,3 +322,22 @@ def send_tests(sender: Sender, addresses: Sequence[str], selections: Iterable[Se
             raise BatchFailed("; ".join(f"{k}: {v}" for k, v in outcome.failed.items()))
         keys.append(variant.key)
     return keys
+
+
+def report_lines(report: SendReport, root: Path | None = None, indent: str = "") -> list[str]:
+    """The readers a report must name: failed, in doubt, rows not read; at most LIST_AT_MOST of each."""
+    lines: list[str] = []
+    for label, found in (("failed", report.failed), ("in doubt", report.in_doubt)):
+        for email, why in sorted(found.items())[:LIST_AT_MOST]:
+            lines.append(f"{indent}{label}: {email}: {why}")
+        if len(found) > LIST_AT_MOST:
+            lines.append(
+                f"{indent}... and {len(found) - LIST_AT_MOST} more {label} (`newsletter status {report.issue_id}`)"
+            )
+    for problem in report.unread[:LIST_AT_MOST]:
+        lines.append(f"{indent}not read: {problem.format(root)}")
+    if len(report.unread) > LIST_AT_MOST:
+        lines.append(
+            f"{indent}... and {len(report.unread) - LIST_AT_MOST} more rows not read (`newsletter subscribers check`)"
+        )
+    return lines

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from newsletter.content.workspace import Workspace
 from newsletter.delivery.ledger import Ledger
-from newsletter.delivery.send import SendReport, send
+from newsletter.delivery.send import SendReport, report_lines, send
 from newsletter.errors import ConfigError, ContentError, NewsletterError, Problem
 from newsletter.schedule.attempts import DONE, NOT_READY, SENDING, SendAtAttempts
 from newsletter.schedule.policy import (
@@ -55,10 +55,6 @@ class Outcome(StrEnum):
     NOT_SENT = "NOT SENT"
     FAILED = "FAILED"
     LATER = "later"
-
-
-# How many failed or in-doubt addresses a report lists by name.
-LIST_AT_MOST = 20
 
 
 # -- one run ------------------------------------------------------------------------
@@ -93,6 +89,8 @@ class IssueRun:
                 parts.append(f"{len(s.failed)} failed")
             if s.in_doubt:
                 parts.append(f"{len(s.in_doubt)} in doubt")
+            if s.unread:
+                parts.append(f"{plural(len(s.unread), 'subscriber row')} not read")
             return f"{self.issue_id} {', '.join(parts)}"
         if self.outcome == Outcome.LATER:
             return f"{self.issue_id} {self.short}"
@@ -138,17 +136,12 @@ class RunReport:
                 f"{title} ({run.due}): sent via {run.via}",
                 f"  sent now {s.sent}, sent before {s.already_sent}, skipped {sum(s.skipped.values())}, "
                 f"failed {len(s.failed)}, in doubt {len(s.in_doubt)}"
-                + (f", being sent by another run {s.elsewhere}" if s.elsewhere else ""),
+                + (f", being sent by another run {s.elsewhere}" if s.elsewhere else "")
+                + (f", subscriber rows not read {len(s.unread)}" if s.unread else ""),
             ]
             if s.skipped:
                 out.append("  skipped: " + "; ".join(f"{n} {why}" for why, n in sorted(s.skipped.items())))
-            for label, found in (("failed", s.failed), ("in doubt", s.in_doubt)):
-                for email, why in sorted(found.items())[:LIST_AT_MOST]:
-                    out.append(f"  {label}: {email}: {why}")
-                if len(found) > LIST_AT_MOST:
-                    out.append(
-                        f"  ... and {len(found) - LIST_AT_MOST} more {label} (`newsletter status {run.issue_id}`)"
-                    )
+            out += report_lines(s, self.root, indent="  ")
         elif run.outcome == Outcome.LATER:
             out = [f"{title}: {run.reason}"]
         else:
@@ -271,9 +264,8 @@ def _send(ws: Workspace, issue_id: str, due: str, ledger: Ledger, ready: Readine
         run.reason = f"unexpected {type(err).__name__}: {err}"
         return run
     run.subject, run.via, run.notes = planned.sender.issue.subject, planned.sender.backend.describe(), planned.warnings
-    rows = [p for p in planned.problems if p.severity == "error"]
-    if rows:
-        run.notes.append(f"{plural(len(rows), 'subscriber row')} with errors left out (`newsletter subscribers check`)")
+    if report is not None and report.unread:
+        run.notes.append("fix the subscriber rows not read and send again (`newsletter subscribers check`)")
     run.send, run.outcome = report, Outcome.SENT
     return run
 
