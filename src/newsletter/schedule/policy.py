@@ -107,6 +107,24 @@ def send_at_of(ws: Workspace, issue_id: str) -> datetime | None:
     return issue.scheduled_for(ws.settings.zone, ws.settings.send_time)
 
 
+def unreadable_timing(ws: Workspace) -> list[Problem]:
+    """Errors in ``issue.md`` files that name a ``send_at``: those issues cannot be scheduled until fixed.
+
+    One broken file must not stop the schedule (the others go on), but its
+    author must hear of it: the monthly run's report lists these.
+    """
+    found: list[Problem] = []
+    for issue_id in ws.issue_ids():
+        meta = ws.settings.issues_dir / issue_id / ISSUE_FILE
+        try:
+            if "send_at" not in meta.read_text(encoding="utf-8", errors="replace"):
+                continue
+        except OSError:
+            continue
+        found += [p for p in ws.read(issue_id).problems if p.severity == "error" and p.path == meta]
+    return found
+
+
 def send_at_issues(ws: Workspace) -> Iterator[tuple[str, datetime]]:
     """Every issue with a (valid) ``send_at``, and that time."""
     for issue_id in ws.issue_ids():

@@ -40,6 +40,7 @@ from newsletter.schedule.policy import (
     readiness,
     send_at_issues,
     send_at_of,
+    unreadable_timing,
 )
 from newsletter.schedule.report import deliver_report
 from newsletter.settings import Settings, load_settings
@@ -108,6 +109,7 @@ class RunReport:
     issues: list[IssueRun] = field(default_factory=list)
     next_run: datetime | None = None
     root: Path | None = None
+    unschedulable: list[Problem] = field(default_factory=list)  # issue.md errors hiding a send_at
 
     @property
     def ok(self) -> bool:
@@ -124,6 +126,10 @@ class RunReport:
             lines.append("Nothing was due.")
         for run in self.issues:
             lines += [*self._lines(run), ""]
+        if self.unschedulable:
+            lines.append("Cannot be scheduled until fixed (`newsletter check`):")
+            lines += [f"  {p.format(self.root)}" for p in self.unschedulable]
+            lines.append("")
         if self.next_run is not None:
             lines.append(f"Next run: {self.next_run.isoformat(timespec='seconds')}.")
         return "\n".join(lines).rstrip() + "\n"
@@ -165,6 +171,8 @@ def run_once(settings: Settings, now: datetime | None = None, *, kind: str = RUN
     due = [(i, at) for i, at in send_at_issues(ws) if now - settings.misfire_grace < at <= now]
     if kind == SEND_AT and not due:
         return report  # the usual minute: nothing to do, no database touched
+    if kind != SEND_AT:
+        report.unschedulable = unreadable_timing(ws)
     with Ledger(settings.ledger_url) as ledger:
         attempts = SendAtAttempts(ledger.engine)
         if kind != SEND_AT:

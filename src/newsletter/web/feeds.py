@@ -8,6 +8,7 @@ date, so rebuilding an unchanged archive writes byte-identical feeds.
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -49,10 +50,15 @@ def _rfc3339(moment: datetime) -> str:
     return moment.isoformat(timespec="seconds")
 
 
+# ElementTree writes any character it is given, but XML 1.0 forbids most
+# control characters: one in a title would make the whole feed unreadable.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
 def _add(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
-    element = ET.SubElement(parent, tag, attrs)
+    element = ET.SubElement(parent, tag, {k: _NOT_XML.sub(" ", v) for k, v in attrs.items()})
     if text is not None:
-        element.text = text
+        element.text = _NOT_XML.sub(" ", text)
     return element
 
 
