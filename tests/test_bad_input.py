@@ -6,24 +6,36 @@ Each test is one case of the issue, on a copy of the sample folder, through the 
 from __future__ import annotations
 
 import email
+import email.message
 import email.policy
+import os
 import re
+import shutil
+import subprocess
+import sys
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 from conftest import Newsletter
+from fake_sendgrid import FakeSendGrid
 
 CSV_HEADER = "email,name,topics\n"
 
 
+def parse(path: Path) -> email.message.EmailMessage:
+    # Headers may be UTF-8 (RFC 6532: an internationalised address); the bytes parser reads ASCII.
+    msg = email.message_from_string(path.read_bytes().decode("utf-8"), policy=email.policy.default)
+    assert isinstance(msg, email.message.EmailMessage)
+    return msg
+
+
 def eml_recipients(root: Path, issue: str) -> set[str]:
     folder = root / "outbox" / issue
-    found = set()
-    for path in folder.glob("*.eml"):
-        msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
-        found.add(msg["To"].addresses[0].addr_spec.lower())  # type: ignore[attr-defined]
-    return found
+    return {parse(path)["To"].addresses[0].addr_spec.lower() for path in folder.glob("*.eml")}
 
 
 def only_readers(samples: Newsletter, text: str) -> None:
@@ -163,4 +175,143 @@ def test_yaml_aliases_are_refused_fast_and_small(samples: Newsletter) -> None:
     assert (
         "issues/2021-07/03-bomb.md:4: error: invalid value in front matter: YAML aliases (*name) are not allowed"
         in check.stdout
+    )
+
+
+# -- 3. internationalised addresses --------------------------------------------------------------
+
+
+def test_internationalised_addresses_reach_the_outbox_and_an_idn_is_one_reader(samples: Newsletter) -> None:
+    only_readers(
+        samples,
+        CSV_HEADER
+        + "jose@bücher.example,José,all\n"
+        + "JOSE@xn--bcher-kva.example,José again,all\n"  # the same reader, punycode and another case
+        + "ünicode@example.org,Ünicode,all\n"
+        + "plain@example.org,Plain,all\n",
+    )
+    check = samples.cli("subscribers", "check")
+    assert (
+        "subscribers/readers.csv:3: error: duplicate address JOSE@xn--bcher-kva.example: already on line 2"
+        in check.stdout
+    )
+    sent = samples.cli("send", "2021-07", "--yes")
+    assert "UnicodeEncodeError" not in sent.stdout + sent.stderr
+    assert eml_recipients(samples.root, "2021-07") == {
+        "jose@xn--bcher-kva.example",
+        "ünicode@example.org",
+        "plain@example.org",
+    }
+    for path in (samples.root / "outbox" / "2021-07").glob("*.eml"):
+        msg = parse(path)
+        assert msg.defects == [] and msg.get_body(("plain",)) is not None
+
+
+# -- 5. build --out never deletes a user's files ----------------------------------------------
+
+
+def test_build_refuses_a_folder_of_someone_elses_html_and_text(samples: Newsletter) -> None:
+    mine = samples.root / "Documents"
+    mine.mkdir()
+    (mine / "thesis-draft.txt").write_text("years of work")
+    (mine / "homepage.html").write_text("<p>hi</p>")
+    result = samples.cli("build", "2021-07", "--out", str(mine))
+    assert result.exit_code == 1 and "refusing to replace" in result.stderr
+    assert sorted(p.name for p in mine.iterdir()) == ["homepage.html", "thesis-draft.txt"]
+    empty = samples.root / "fresh"
+    assert samples.cli("build", "2021-07", "--out", str(empty)).exit_code == 0
+    assert samples.cli("build", "2021-07", "--out", str(empty)).exit_code == 0  # its own build: replaced
+
+
+# -- 6. a full disk ------------------------------------------------------------------------------
+
+
+def test_a_full_outbox_leaves_no_temporary_files_and_the_rerun_recovers(samples: Newsletter, tmp_path: Path) -> None:
+    readers = "".join(f"r{i}@example.org,Reader {i},all\n" for i in range(60))
+    only_readers(samples, CSV_HEADER + readers)
+    outbox = samples.root / "outbox"
+    outbox.mkdir()
+    # A 600 KB file system of our own, in a user and mount namespace (no root needed): room for some messages.
+    script = f"""
+set -u
+mount -t tmpfs -o size=600k tmpfs {outbox}
+"{sys.executable}" -m newsletter --root {samples.root} send 2021-07 --yes >/dev/null 2>&1; echo "first=$?"
+echo "temps=$(find {outbox} -name '.*.tmp' | wc -l) files=$(find {outbox} -name '*.eml' | wc -l)"
+mount -o remount,size=50m {outbox}
+"{sys.executable}" -m newsletter --root {samples.root} send 2021-07 --yes >/dev/null 2>&1; echo "second=$?"
+echo "temps=$(find {outbox} -name '.*.tmp' | wc -l) files=$(find {outbox} -name '*.eml' | wc -l)"
+"""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NEWSLETTER_", "SENDGRID_"))}
+    done = subprocess.run(
+        ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    lines = done.stdout.split()
+    assert done.returncode == 0, done.stderr
+    first_files = int(lines[2].split("=")[1])
+    assert lines[0] == "first=1" and lines[1] == "temps=0" and first_files < 60, done.stdout
+    assert lines[3:] == ["second=0", "temps=0", "files=60"], done.stdout
+
+
+# -- 7. losing the ledger ------------------------------------------------------------------------
+
+
+def test_after_losing_the_ledger_the_outbox_knows_who_has_the_issue(samples: Newsletter) -> None:
+    first = samples.cli("send", "2021-07", "--yes")
+    assert first.exit_code == 0
+    before = {p.name: p.read_bytes() for p in (samples.root / "outbox" / "2021-07").glob("*.eml")}
+    shutil.rmtree(samples.root / "state")
+    again = samples.cli("send", "2021-07", "--yes")
+    assert again.exit_code == 0, again.stdout
+    assert "already in the outbox" not in again.stdout
+    after = {p.name: p.read_bytes() for p in (samples.root / "outbox" / "2021-07").glob("*.eml")}
+    assert after == before  # nothing written twice, nothing lost
+    status = samples.cli("status", "2021-07")
+    assert re.search(rf"sent\s*│\s*{len(before)}\s*│", status.stdout), status.stdout
+
+
+# -- 3 and 4 through SendGrid: one reader's data is that reader's problem -----------------------
+
+
+@pytest.fixture
+def sendgrid() -> Iterator[FakeSendGrid]:
+    server = FakeSendGrid().start()
+    yield server
+    server.stop()
+
+
+def sendgrid_env(fake: FakeSendGrid) -> dict[str, str]:
+    return {
+        "SENDGRID_API_KEY": fake.api_key,
+        "SENDGRID_API_HOST": fake.url,
+        "SENDGRID_ASM_GROUP_ID": "4242",
+        "SENDGRID_BACKOFF": "0.01",
+        "NEWSLETTER_FROM": "Digest <digest@pprnet.example.org>",
+        "NEWSLETTER_POSTAL_ADDRESS": "1 Research Way, Ottawa",
+        "NEWSLETTER_SECRET": "a-test-secret-of-more-than-32-characters-0123456789",
+        "COLUMNS": "200",
+    }
+
+
+def test_a_long_name_or_an_smtputf8_address_never_stops_the_sendgrid_run(
+    samples: Newsletter, sendgrid: FakeSendGrid
+) -> None:
+    rows = [f"reader{i}@example.org,Reader {i},all\n" for i in range(1000)]
+    rows.insert(500, "long@example.org," + "N" * 5100 + ",all\n")
+    rows.insert(700, "cjk@example.org," + "名" * 850 + ",all\n")
+    rows.insert(900, "ünicode@example.org,Ü,all\n")
+    only_readers(samples, CSV_HEADER + "".join(rows))
+    check = samples.cli("subscribers", "check")
+    assert "subscribers/readers.csv:502: warning: name of 5100 characters shortened to its first 100" in check.stdout
+    assert "subscribers/readers.csv:702: warning: name of 850 characters shortened to its first 100" in check.stdout
+    sent = samples.cli("send", "2021-07", "--yes", env=sendgrid_env(sendgrid))
+    got = sendgrid.by_reader()
+    assert set(got) == {f"reader{i}@example.org" for i in range(1000)} | {"long@example.org", "cjk@example.org"}
+    assert sent.exit_code == 1  # the one reader SendGrid cannot take is a failure, named
+    assert (
+        "failed: ünicode@example.org: SendGrid cannot deliver to an address with non-ASCII characters "
+        "before the @ (SMTPUTF8)" in sent.stdout
     )

@@ -24,6 +24,9 @@ from newsletter.support import collector
 Status = Literal["active", "unsubscribed", "bounced"]
 STATUSES: tuple[Status, ...] = ("active", "unsubscribed", "bounced")
 REQUIRED_COLUMNS = ("email", "name", "topics")
+# Longer names are shortened: a name goes into the To header (998 octets a
+# line at most) and each SendGrid personalization (10,000 bytes at most).
+MAX_NAME = 100
 
 # email-validator costs ~70 µs an address, most of a 100k-reader send. Plain
 # ASCII addresses of the everyday shape are accepted by it without change, so
@@ -64,9 +67,12 @@ def normalize_email(address: str) -> str:
         local, domain = address.rsplit("@", 1)
         return f"{local}@{domain.lower()}"
     try:
-        return validate_email(address, check_deliverability=False).normalized
+        valid = validate_email(address, check_deliverability=False)
     except EmailNotValidError as err:
         raise ValueError(str(err)) from None
+    # An internationalised domain and its punycode (xn--) form are one reader:
+    # keep the ASCII form, which every provider and mail server takes.
+    return f"{valid.local_part}@{valid.ascii_domain}"
 
 
 def parse_topics(value: str, taxonomy: Taxonomy) -> tuple[frozenset[str] | None, list[str]]:
@@ -189,7 +195,13 @@ def read_file(
                     Problem(path, line, "error", "empty topics: list topics separated by ';' or write 'all'")
                 )
             continue
-        subscriber = Subscriber(email, cell["name"], topics, status, path, line)
+        name = " ".join(cell["name"].split())
+        if len(name) > MAX_NAME:
+            problems.append(
+                Problem(path, line, "warning", f"name of {len(name)} characters shortened to its first {MAX_NAME}")
+            )
+            name = name[:MAX_NAME].rstrip()
+        subscriber = Subscriber(email, name, topics, status, path, line)
         earlier = seen.get(subscriber.key)
         if earlier is not None:
             other = f"{earlier.path.parent.name}/{earlier.path.name}"

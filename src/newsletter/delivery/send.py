@@ -242,8 +242,11 @@ def _send_batch(
     issue_id, backend = sender.issue.id, sender.backend
     batch_id = uuid.uuid4().hex
     if run_id is None:  # dry run: build the payload, hand nothing over, write nothing
-        backend.build(sender.envelope(variant, batch_id), [sender.recipient(r) for r in chunk])
-        report.sent += len(chunk)
+        recipients, refused = _deliverable(backend, [sender.recipient(r) for r in chunk])
+        report.failed.update({r.email: why for r in chunk if (why := refused.get(r.key))})
+        if recipients:
+            backend.build(sender.envelope(variant, batch_id), recipients)
+        report.sent += len(recipients)
         return
     claimed = set(
         ledger.claim(
@@ -259,9 +262,16 @@ def _send_batch(
     mine = [r for r in chunk if r.key in claimed]
     if not mine:
         return
+    recipients, refused = _deliverable(backend, [sender.recipient(r) for r in mine])
+    if refused:
+        ledger.record(issue_id, batch_id, failed=refused)
+        report.failed.update({r.email: why for r in mine if (why := refused.get(r.key))})
+        mine = [r for r in mine if r.key not in refused]
+        if not mine:
+            return
     envelope = sender.envelope(variant, batch_id)
     try:
-        payload = backend.build(envelope, [sender.recipient(r) for r in mine])
+        payload = backend.build(envelope, recipients)
     except BaseException:
         ledger.release(batch_id)  # nothing was handed over
         raise
@@ -285,6 +295,14 @@ def _send_batch(
         report.failed.update({by_key[k]: why for k, why in outcome.failed.items()})
     ledger.record_batch(issue_id, batch_id, SENT, message_id=outcome.message_id)
     report.sent += len(mine) - len(outcome.failed)
+
+
+def _deliverable(backend: Backend, recipients: list[Recipient]) -> tuple[list[Recipient], dict[str, str]]:
+    """The recipients the backend can take, and why it cannot take the others (by key)."""
+    refused = {r.key: why for r in recipients if (why := backend.refuse(r)) is not None}
+    if not refused:
+        return recipients, refused
+    return [r for r in recipients if r.key not in refused], refused
 
 
 def _settle_in_doubt(sender: Sender, ledger: Ledger, readers: dict[str, Subscriber]) -> None:

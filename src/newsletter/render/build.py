@@ -11,6 +11,7 @@ build leaves the previous one intact, never half of each.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,11 @@ from newsletter.render.variant import Variant
 from newsletter.support.files import staged_folder
 
 INDEX = "index.html"
-BUILT_SUFFIXES = {".html", ".txt"}
+# Written into every build: only a folder holding it (or an empty one) is
+# ever replaced, so `--out ~/Documents` cannot wipe a user's own .html files.
+MARKER = ".newsletter-build"
+# What builds wrote before they had a marker: variant keys (all, 01, 01+03) and the index.
+_OLD_BUILD_FILE = re.compile(r"^(?:all|\d\d(?:\+\d\d)*)\.(?:html|txt)$|^index\.html$")
 # Pages of the tool's own (not the author's): shipped inside the package.
 PACKAGE_TEMPLATES = Path(__file__).parent / "templates"
 
@@ -67,6 +72,7 @@ def build_issue(
                 built.append(BuiltFile(target / path.name, size_of(content), variant))
             progress(variant)
         (staging / INDEX).write_text(index_page(issue, built), encoding="utf-8")
+        (staging / MARKER).write_text("Built by `newsletter build`; the whole folder is replaced on every build.\n")
     return built
 
 
@@ -76,7 +82,9 @@ def _check_replaceable(target: Path) -> None:
         return
     if not target.is_dir():
         raise NewsletterError(f"cannot build into {target}: it is a file")
-    foreign = [p.name for p in target.iterdir() if p.is_dir() or p.suffix not in BUILT_SUFFIXES]
+    if (target / MARKER).is_file():
+        return
+    foreign = [p.name for p in target.iterdir() if not (p.is_file() and _OLD_BUILD_FILE.match(p.name))]
     if foreign:
         shown = ", ".join(sorted(foreign)[:3]) + (" ..." if len(foreign) > 3 else "")
         raise NewsletterError(

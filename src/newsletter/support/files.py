@@ -9,10 +9,19 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from newsletter.support.processes import alive
+
+TEMP_SUFFIX = ".tmp"
+
 
 def write_temp(folder: Path, data: bytes) -> Path:
-    """``data`` in a new hidden temporary file in ``folder`` (same file system as its final name)."""
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".", suffix=".tmp")
+    """``data`` in a new hidden temporary file in ``folder`` (same file system as its final name).
+
+    The name carries the writer's pid (``.<pid>-<random>.tmp``), so a later
+    run can tell a file left by a killed process from one being written now
+    (``remove_stale_temps``). A failed write leaves nothing behind.
+    """
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.getpid()}-", suffix=TEMP_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -20,6 +29,19 @@ def write_temp(folder: Path, data: bytes) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return Path(tmp)
+
+
+def remove_stale_temps(folder: Path) -> int:
+    """Remove temporary files in ``folder`` whose writer is no longer running; how many."""
+    removed = 0
+    for path in folder.glob(f".*{TEMP_SUFFIX}"):
+        field = path.name[1:].split("-", 1)[0]
+        writer = int(field) if field.isdigit() else None  # None: an older release's name, no pid
+        if writer is not None and (writer == os.getpid() or alive(writer)):
+            continue  # being written now: its writer links it into place and removes it
+        path.unlink(missing_ok=True)
+        removed += 1
+    return removed
 
 
 def write_atomic(path: Path, data: bytes) -> None:

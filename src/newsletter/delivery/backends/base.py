@@ -68,6 +68,14 @@ class Backend(ABC):
     def post(self, envelope: Envelope, payload: Any) -> Outcome:
         """Hand the payload over. Raise BatchFailed or BatchInDoubt when it did not go."""
 
+    def refuse(self, recipient: Recipient) -> str | None:
+        """Why this backend cannot deliver to ``recipient`` at all (None: it can).
+
+        Such a reader fails alone, with the reason, before the batch is built:
+        one reader's data must never stop the others.
+        """
+        return None
+
     def send(self, envelope: Envelope, recipients: Sequence[Recipient]) -> Outcome:
         return self.post(envelope, self.build(envelope, recipients))
 

@@ -14,12 +14,13 @@ import re
 import uuid
 from datetime import datetime
 from email.header import Header
-from email.utils import format_datetime, formataddr, parseaddr
+from email.utils import format_datetime, parseaddr, quote
 from functools import lru_cache
 
 from newsletter.delivery.backends.base import Envelope, Recipient
 
 CRLF = "\r\n"
+MAX_LINE = 78  # RFC 5322's recommended line length
 
 
 _LINES = re.compile(b".{1,76}", re.DOTALL)
@@ -29,7 +30,7 @@ _LINES = re.compile(b".{1,76}", re.DOTALL)
 def _sender(sender: str) -> tuple[str, str]:
     """(encoded From value, domain): the same for every message of a send."""
     name, address = parseaddr(sender)
-    return encode_address(name, address), address.rsplit("@", 1)[-1] if "@" in address else "localhost"
+    return encode_address(name, address, "From"), address.rsplit("@", 1)[-1] if "@" in address else "localhost"
 
 
 def domain_of(sender: str) -> str:
@@ -48,17 +49,40 @@ def _one_line(value: str) -> str:
     return " ".join(value.split())
 
 
-def encode_header(value: str) -> str:
-    """An unstructured header value, RFC 2047-encoded only if it is not ASCII."""
+@lru_cache(maxsize=64)
+def encode_header(value: str, header: str = "Subject") -> str:
+    """An unstructured header value, folded at 78 columns and RFC 2047-encoded if it is not ASCII.
+
+    ``email.header.Header`` folds (RFC 5322 lines of at most 78 characters,
+    encoded words of at most 75: RFC 2047); cached: a send writes the same
+    subject many times. (``email.policy.SMTP.fold`` writes an empty encoded
+    word before a non-ASCII one in Python 3.11.)
+    """
     value = _one_line(value)
-    if value.isascii():
+    if value.isascii() and len(value) + len(header) + 2 <= MAX_LINE:
         return value
-    return Header(value, "utf-8", maxlinelen=998).encode()
+    charset = "us-ascii" if value.isascii() else "utf-8"
+    return Header(value, charset, header_name=header).encode(linesep=CRLF)
 
 
-def encode_address(name: str, address: str) -> str:
+_SPECIALS = re.compile(r'[][\\()<>@,:;".]')
+
+
+def encode_address(name: str, address: str, header: str = "To") -> str:
+    """``Name <address>`` for a header: the name quoted or RFC 2047-encoded (folded), the address as is.
+
+    A non-ASCII address (before the @: an internationalised one, RFC 6531)
+    is written as UTF-8 (RFC 6532): only a provider or server that speaks
+    SMTPUTF8 can deliver it, and the outbox keeps it as written.
+    """
     name, address = _one_line(name), _one_line(address)
-    return formataddr((name, address), charset="utf-8") if name else address
+    if not name:
+        return address
+    if name.isascii():
+        shown = f'"{quote(name)}"' if _SPECIALS.search(name) else name
+    else:
+        shown = Header(name, "utf-8", header_name=header).encode(linesep=CRLF)
+    return f"{shown} <{address}>"
 
 
 def _base64(text: str) -> bytes:
@@ -79,7 +103,7 @@ def build_message(envelope: Envelope, recipient: Recipient, when: datetime) -> b
     headers = [
         f"From: {_sender(envelope.sender)[0]}",
         f"To: {encode_address(recipient.name, recipient.email)}",
-        *([f"Reply-To: {encode_address(*parseaddr(envelope.reply_to))}"] if envelope.reply_to else []),
+        *([f"Reply-To: {encode_address(*parseaddr(envelope.reply_to), 'Reply-To')}"] if envelope.reply_to else []),
         f"Subject: {encode_header(envelope.subject)}",
         f"Date: {format_datetime(when)}",
         f"Message-ID: {message_id(envelope, recipient)}",
@@ -92,7 +116,7 @@ def build_message(envelope: Envelope, recipient: Recipient, when: datetime) -> b
     part = '--{b}\r\nContent-Type: text/{kind}; charset="utf-8"\r\nContent-Transfer-Encoding: base64\r\n\r\n'
     return b"".join(
         (
-            head.encode("ascii"),
+            head.encode("utf-8"),  # ASCII but for an internationalised address (RFC 6532)
             part.format(b=boundary, kind="plain").encode("ascii"),
             _base64(text),
             b"\r\n",

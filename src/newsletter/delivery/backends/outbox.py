@@ -17,7 +17,7 @@ from pathlib import Path
 from newsletter.delivery.backends.base import Backend, Envelope, Outcome, Recipient
 from newsletter.delivery.backends.message import build_message
 from newsletter.errors import BatchFailed
-from newsletter.support.files import write_temp
+from newsletter.support.files import remove_stale_temps, write_temp
 
 Payload = list[tuple[str, str, bytes]]  # (address, file name, message bytes)
 
@@ -28,6 +28,7 @@ class OutboxBackend(Backend):
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
+        self._swept: set[Path] = set()
 
     def describe(self) -> str:
         return f"outbox ({self.folder})"
@@ -50,10 +51,17 @@ class OutboxBackend(Backend):
 
     def post(self, envelope: Envelope, payload: Payload) -> Outcome:
         folder = self.issue_folder(envelope.issue_id, envelope.test)
+        temps: list[tuple[str, str, Path]] = []
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            temps = [(key, name, write_temp(folder, data)) for key, name, data in payload]
+            if folder not in self._swept:  # what a killed run left half-written
+                remove_stale_temps(folder)
+                self._swept.add(folder)
+            for key, name, data in payload:
+                temps.append((key, name, write_temp(folder, data)))
         except OSError as err:
+            for _, _, tmp in temps:  # a full disk must not keep what was written before it filled
+                tmp.unlink(missing_ok=True)
             raise BatchFailed(f"cannot write to the outbox {folder}: {err.strerror}") from None
         # One flush for the batch instead of an fsync per file: the files
         # are on disk before any of them becomes visible under its name.
@@ -63,11 +71,14 @@ class OutboxBackend(Backend):
             try:
                 os.link(tmp, folder / name)  # unlike rename, refuses to replace a file
             except FileExistsError:
-                outcome.failed[key] = "already in the outbox; not written twice"
+                # The reader's message for this issue is already there (a file
+                # exists only once written whole): delivered, even if the
+                # ledger that said so was lost.
+                pass
             except OSError as err:
                 outcome.failed[key] = f"cannot write to the outbox: {err.strerror}"
             finally:
-                os.unlink(tmp)
+                tmp.unlink(missing_ok=True)
         return outcome
 
     def delivered(self, issue_id: str, recipients: Sequence[Recipient]) -> set[str] | None:

@@ -159,6 +159,16 @@ class SendGridBackend(Backend):
             self._content[key] = [{"type": "text/plain", "value": text_part}, {"type": "text/html", "value": html_part}]
         return self._content[key]
 
+    def refuse(self, recipient: Recipient) -> str | None:
+        if not recipient.email.isascii():
+            # SendGrid's Mail Send takes ASCII addresses only (no SMTPUTF8); an
+            # internationalised domain already reaches us in its xn-- form.
+            return "SendGrid cannot deliver to an address with non-ASCII characters before the @ (SMTPUTF8)"
+        name = recipient.name.strip() or "reader"
+        if not _fits({NAME_HTML: html.escape(name, quote=True), NAME_TEXT: name}, MAX_SUBSTITUTION_BYTES):
+            return f"the name is over SendGrid's {MAX_SUBSTITUTION_BYTES} bytes of substitutions"
+        return None
+
     def build(self, envelope: Envelope, recipients: Sequence[Recipient]) -> dict[str, Any]:
         """The JSON body of one request; raises PayloadError if SendGrid would refuse it."""
         personalizations = []
