@@ -32,7 +32,7 @@ def test_build_writes_every_variant_an_index_and_a_size_table(samples: Newslette
     out = tmp_path / "site"
     result = samples.cli("build", "2021-07", "--out", str(out), env=WIDE)
     assert result.exit_code == 0, result.stderr
-    assert {p.name for p in out.iterdir()} == VARIANT_FILES | {"index.html"}
+    assert {p.name for p in out.iterdir()} == VARIANT_FILES | {"index.html", ".newsletter-build"}
     rows = table_rows(result.stdout)
     assert set(rows) == VARIANT_FILES
     for name in VARIANT_FILES:
@@ -56,7 +56,7 @@ def test_build_defaults_to_build_folder_and_replaces_the_previous_build(samples:
     target = samples.root / "build" / "2021-07"
     (target / "stale.html").write_text("old", encoding="utf-8")
     assert samples.cli("build", "2021-07").exit_code == 0
-    assert {p.name for p in target.iterdir()} == VARIANT_FILES | {"index.html"}
+    assert {p.name for p in target.iterdir()} == VARIANT_FILES | {"index.html", ".newsletter-build"}
     assert [p.name for p in target.parent.iterdir()] == ["2021-07"]  # no staging folder left behind
 
 
