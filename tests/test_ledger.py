@@ -10,7 +10,8 @@ from pathlib import Path
 
 from sqlalchemy import update
 
-from newsletter.delivery.ledger import FAILED, IN_DOUBT, SENDING, SENT, SKIPPED, Ledger, runs
+from newsletter.db.schema import runs
+from newsletter.delivery.ledger import FAILED, IN_DOUBT, SENDING, SENT, SKIPPED, Ledger
 
 
 def url(tmp_path: Path) -> str:
