@@ -129,7 +129,7 @@ def run_one(root: Path, backend_name: str) -> dict[str, object]:
     for method in (
         "claim",
         "record_batch",
-        "record",
+        "record_failed",
         "record_skipped",
         "statuses",
         "settle_orphans",

@@ -57,7 +57,6 @@ class Ledger:
 
     def __init__(self, url: str) -> None:
         """Open the database at ``url``, creating or upgrading its schema (ConfigError if it cannot)."""
-        self.url = url
         self.engine: Engine = open_database(url)
 
     def _many(self, conn: Connection, sql: str, rows: Sequence[tuple[object, ...]]) -> None:
@@ -94,7 +93,7 @@ class Ledger:
         with self.engine.begin() as conn:
             conn.execute(update(runs).where(runs.c.run_id == run_id).values(finished_at=_now()))
 
-    def _dead_runs(self, conn, issue_id: str) -> list[str]:  # type: ignore[no-untyped-def]
+    def _dead_runs(self, conn: Connection, issue_id: str) -> list[str]:
         host = socket.gethostname()
         dead = []
         rows = conn.execute(
@@ -175,7 +174,7 @@ class Ledger:
             self._many(
                 conn,
                 "INSERT INTO deliveries (issue_id, email, status, variant, batch_id, run_id, updated_at) "
-                "VALUES (?, ?, 'sending', ?, ?, ?, CURRENT_TIMESTAMP) "
+                f"VALUES (?, ?, '{SENDING}', ?, ?, ?, CURRENT_TIMESTAMP) "
                 "ON CONFLICT (issue_id, email) DO NOTHING",
                 [(issue_id, e, variant, batch_id, run_id) for e in emails],
             )
@@ -204,31 +203,20 @@ class Ledger:
         with self.engine.begin() as conn:
             conn.execute(deliveries.delete().where(deliveries.c.batch_id == batch_id, deliveries.c.status == SENDING))
 
-    def record(
-        self,
-        issue_id: str,
-        batch_id: str,
-        *,
-        sent: dict[str, str | None] | None = None,
-        failed: dict[str, str] | None = None,
-        in_doubt: dict[str, str] | None = None,
-    ) -> None:
-        """Record the provider's answer for addresses of one batch."""
+    def record_failed(self, issue_id: str, batch_id: str, failed: dict[str, str]) -> None:
+        """Mark the addresses of one batch that the provider refused (address → its reason)."""
         now = _now()
         with self.engine.begin() as conn:
-            for status, outcome in ((SENT, sent), (FAILED, failed), (IN_DOUBT, in_doubt)):
-                for email, detail in (outcome or {}).items():
-                    values = dict(status=status, updated_at=now)
-                    values.update(message_id=detail) if status == SENT else values.update(reason=detail)
-                    conn.execute(
-                        update(deliveries)
-                        .where(
-                            deliveries.c.issue_id == issue_id,
-                            deliveries.c.email == email,
-                            deliveries.c.batch_id == batch_id,
-                        )
-                        .values(**values)
+            for email, reason in failed.items():
+                conn.execute(
+                    update(deliveries)
+                    .where(
+                        deliveries.c.issue_id == issue_id,
+                        deliveries.c.email == email,
+                        deliveries.c.batch_id == batch_id,
                     )
+                    .values(status=FAILED, reason=reason, updated_at=now)
+                )
 
     def record_batch(
         self, issue_id: str, batch_id: str, status: str, *, message_id: str | None = None, reason: str | None = None
@@ -252,9 +240,9 @@ class Ledger:
             self._many(
                 conn,
                 "INSERT INTO deliveries (issue_id, email, status, reason, updated_at) "
-                "VALUES (?, ?, 'skipped', ?, CURRENT_TIMESTAMP) "
+                f"VALUES (?, ?, '{SKIPPED}', ?, CURRENT_TIMESTAMP) "
                 "ON CONFLICT (issue_id, email) DO UPDATE SET reason = excluded.reason, "
-                "updated_at = excluded.updated_at WHERE deliveries.status = 'skipped'",
+                f"updated_at = excluded.updated_at WHERE deliveries.status = '{SKIPPED}'",
                 rows,
             )
 
