@@ -10,7 +10,8 @@ from pathlib import Path
 
 from sqlalchemy import update
 
-from newsletter.delivery.ledger import FAILED, IN_DOUBT, SENDING, SENT, SKIPPED, Ledger, runs
+from newsletter.db.schema import runs
+from newsletter.delivery.ledger import FAILED, IN_DOUBT, SENDING, SENT, SKIPPED, Ledger
 
 
 def url(tmp_path: Path) -> str:
@@ -41,6 +42,17 @@ def test_skipped_rows_are_claimable_and_never_overwrite_sent(tmp_path: Path) -> 
     assert ledger.statuses("2030-01") == {"a@x.org": SENT}  # skipped counts as "no row" for sending
     assert [(r.email, r.reason) for r in ledger.rows("2030-01", [SKIPPED])] == [("b@x.org", "no match")]
     assert ledger.claim("2030-01", ["b@x.org"], run_id=run, batch_id="b2", variant="01") == ["b@x.org"]
+
+
+def test_addresses_refused_in_an_accepted_batch_are_failed_and_retried(tmp_path: Path) -> None:
+    ledger = Ledger(url(tmp_path))
+    run = ledger.start_run("2030-01")
+    ledger.claim("2030-01", ["a@x.org", "b@x.org"], run_id=run, batch_id="b1", variant="all")
+    ledger.record_failed("2030-01", "b1", {"b@x.org": "already in the outbox"})
+    ledger.record_batch("2030-01", "b1", SENT, message_id="m1")  # the rest of the batch
+    assert ledger.statuses("2030-01") == {"a@x.org": SENT, "b@x.org": FAILED}
+    assert [(r.email, r.reason) for r in ledger.rows("2030-01", [FAILED])] == [("b@x.org", "already in the outbox")]
+    assert ledger.claim("2030-01", ["a@x.org", "b@x.org"], run_id=run, batch_id="b2", variant="all") == ["b@x.org"]
 
 
 def test_rows_of_a_dead_run_become_in_doubt(tmp_path: Path) -> None:

@@ -29,6 +29,7 @@ import pytest
 from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import select
 
+from newsletter.db.schema import scheduler_lease
 from newsletter.delivery.ledger import Ledger
 from newsletter.errors import ConfigError
 from newsletter.schedule.attempts import DONE, SendAtAttempts
@@ -39,7 +40,6 @@ from newsletter.schedule.service import (
     Lease,
     build_scheduler,
     ensure_jobs,
-    leases,
     running_scheduler,
     stored_next_run,
 )
@@ -545,7 +545,7 @@ def test_sigterm_stops_the_scheduler_with_exit_0_and_a_second_one_is_refused(new
     assert "Traceback" not in rest
     ledger = Ledger(load_settings(newsletter.root).ledger_url)
     with ledger.engine.connect() as conn:  # the lease is given back: the next start needs no waiting
-        assert conn.execute(select(leases)).all() == []
+        assert conn.execute(select(scheduler_lease)).all() == []
     ledger.close()
 
 
@@ -568,7 +568,7 @@ def test_a_lease_held_by_a_live_process_elsewhere_refuses_and_a_stale_one_is_tak
         with pytest.raises(ConfigError, match="another `newsletter schedule` is running on this database"):
             Lease(ledger.engine).acquire()
         with ledger.engine.begin() as conn:  # silent for longer than the lease: presumed dead
-            conn.execute(leases.update().values(heartbeat_at=datetime.now(UTC) - timedelta(minutes=5)))
+            conn.execute(scheduler_lease.update().values(heartbeat_at=datetime.now(UTC) - timedelta(minutes=5)))
         mine = Lease(ledger.engine)
         mine.acquire()
         assert not other.heartbeat() and mine.heartbeat()

@@ -18,35 +18,16 @@ from __future__ import annotations
 
 import os
 import socket
-import sqlite3
-import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-from sqlalchemy import (
-    Column,
-    DateTime,
-    Index,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
-    UniqueConstraint,
-    create_engine,
-    event,
-    func,
-    insert,
-    select,
-    update,
-)
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import SQLAlchemyError
 
-from newsletter.errors import ConfigError
+from newsletter.db import open_database
+from newsletter.db.schema import deliveries, runs, suppressions
 from newsletter.support.batches import chunks
 from newsletter.support.processes import alive, start_time
 
@@ -55,45 +36,6 @@ SENT, SKIPPED, FAILED, SENDING, IN_DOUBT = "sent", "skipped", "failed", "sending
 RUN_LEASE = timedelta(minutes=10)
 # SQLite caps bound parameters per statement; stay well under it.
 PARAMETERS = 500
-
-metadata = MetaData()
-deliveries = Table(
-    "deliveries",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("issue_id", String(16), nullable=False),
-    Column("email", String(320), nullable=False),
-    Column("status", String(16), nullable=False),
-    Column("reason", Text),
-    Column("variant", String(64)),
-    Column("batch_id", String(32)),
-    Column("run_id", String(32)),
-    Column("message_id", String(255)),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
-    UniqueConstraint("issue_id", "email", name="one_row_per_reader"),
-    Index("deliveries_batch", "batch_id"),
-)
-runs = Table(
-    "runs",
-    metadata,
-    Column("run_id", String(32), primary_key=True),
-    Column("issue_id", String(16), nullable=False),
-    Column("host", String(255), nullable=False),
-    Column("pid", Integer, nullable=False),
-    Column("proc_start", String(32)),  # the process's start time, so a reused pid is not taken for it
-    Column("started_at", DateTime(timezone=True), nullable=False),
-    Column("heartbeat_at", DateTime(timezone=True), nullable=False),
-    Column("finished_at", DateTime(timezone=True)),
-)
-
-
-suppressions = Table(
-    "suppressions",
-    metadata,
-    Column("email", String(320), primary_key=True),
-    Column("reason", Text, nullable=False),
-    Column("synced_at", DateTime(timezone=True), nullable=False),
-)
 
 
 def _now() -> datetime:
@@ -114,24 +56,8 @@ class Ledger:
     """Outcomes per issue and address, with claims that cannot collide."""
 
     def __init__(self, url: str) -> None:
-        self.url = url
-        if url.startswith("sqlite:///"):
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self.engine: Engine = create_engine(url, connect_args={"timeout": 60} if url.startswith("sqlite") else {})
-        except (SQLAlchemyError, ImportError, ValueError) as err:
-            raise ConfigError(f"NEWSLETTER_DATABASE_URL is not usable: {type(err).__name__}") from None
-        if self.engine.dialect.name == "sqlite":
-            event.listen(self.engine, "connect", _sqlite_pragmas)
-            # pysqlite's own BEGIN is deferred; a claim must hold the write lock
-            # from its first statement or two writers can deadlock on upgrade.
-            event.listen(self.engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
-        try:
-            metadata.create_all(self.engine)
-        except SQLAlchemyError as err:
-            raise ConfigError(
-                f"cannot open the ledger database: {type(err).__name__}: {getattr(err, 'orig', None) or err}"
-            ) from None
+        """Open the database at ``url``, creating or upgrading its schema (ConfigError if it cannot)."""
+        self.engine: Engine = open_database(url)
 
     def _many(self, conn: Connection, sql: str, rows: Sequence[tuple[object, ...]]) -> None:
         """Run one statement for many rows straight through the driver.
@@ -167,7 +93,7 @@ class Ledger:
         with self.engine.begin() as conn:
             conn.execute(update(runs).where(runs.c.run_id == run_id).values(finished_at=_now()))
 
-    def _dead_runs(self, conn, issue_id: str) -> list[str]:  # type: ignore[no-untyped-def]
+    def _dead_runs(self, conn: Connection, issue_id: str) -> list[str]:
         host = socket.gethostname()
         dead = []
         rows = conn.execute(
@@ -248,7 +174,7 @@ class Ledger:
             self._many(
                 conn,
                 "INSERT INTO deliveries (issue_id, email, status, variant, batch_id, run_id, updated_at) "
-                "VALUES (?, ?, 'sending', ?, ?, ?, CURRENT_TIMESTAMP) "
+                f"VALUES (?, ?, '{SENDING}', ?, ?, ?, CURRENT_TIMESTAMP) "
                 "ON CONFLICT (issue_id, email) DO NOTHING",
                 [(issue_id, e, variant, batch_id, run_id) for e in emails],
             )
@@ -277,31 +203,20 @@ class Ledger:
         with self.engine.begin() as conn:
             conn.execute(deliveries.delete().where(deliveries.c.batch_id == batch_id, deliveries.c.status == SENDING))
 
-    def record(
-        self,
-        issue_id: str,
-        batch_id: str,
-        *,
-        sent: dict[str, str | None] | None = None,
-        failed: dict[str, str] | None = None,
-        in_doubt: dict[str, str] | None = None,
-    ) -> None:
-        """Record the provider's answer for addresses of one batch."""
+    def record_failed(self, issue_id: str, batch_id: str, failed: dict[str, str]) -> None:
+        """Mark the addresses of one batch that the provider refused (address → its reason)."""
         now = _now()
         with self.engine.begin() as conn:
-            for status, outcome in ((SENT, sent), (FAILED, failed), (IN_DOUBT, in_doubt)):
-                for email, detail in (outcome or {}).items():
-                    values = dict(status=status, updated_at=now)
-                    values.update(message_id=detail) if status == SENT else values.update(reason=detail)
-                    conn.execute(
-                        update(deliveries)
-                        .where(
-                            deliveries.c.issue_id == issue_id,
-                            deliveries.c.email == email,
-                            deliveries.c.batch_id == batch_id,
-                        )
-                        .values(**values)
+            for email, reason in failed.items():
+                conn.execute(
+                    update(deliveries)
+                    .where(
+                        deliveries.c.issue_id == issue_id,
+                        deliveries.c.email == email,
+                        deliveries.c.batch_id == batch_id,
                     )
+                    .values(status=FAILED, reason=reason, updated_at=now)
+                )
 
     def record_batch(
         self, issue_id: str, batch_id: str, status: str, *, message_id: str | None = None, reason: str | None = None
@@ -325,9 +240,9 @@ class Ledger:
             self._many(
                 conn,
                 "INSERT INTO deliveries (issue_id, email, status, reason, updated_at) "
-                "VALUES (?, ?, 'skipped', ?, CURRENT_TIMESTAMP) "
+                f"VALUES (?, ?, '{SKIPPED}', ?, CURRENT_TIMESTAMP) "
                 "ON CONFLICT (issue_id, email) DO UPDATE SET reason = excluded.reason, "
-                "updated_at = excluded.updated_at WHERE deliveries.status = 'skipped'",
+                f"updated_at = excluded.updated_at WHERE deliveries.status = '{SKIPPED}'",
                 rows,
             )
 
@@ -400,33 +315,3 @@ class Ledger:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
-    # WAL lets readers (status, audience) work while a send writes.
-    dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (see Ledger.__init__)
-    cursor = dbapi_conn.cursor()
-    _use_wal(cursor)
-    cursor.execute("PRAGMA synchronous=FULL")  # a lost claim could mean a resend
-    cursor.close()
-
-
-def _use_wal(cursor, patience: float = 60.0) -> None:  # type: ignore[no-untyped-def]
-    """Switch a database to WAL, once, even when several processes open it at once.
-
-    The switch needs an exclusive lock and SQLite answers "database is locked"
-    at once, without the busy timeout, when another connection holds one: two
-    `send`s started together on a new database hit exactly that. The mode is
-    stored in the file, so whoever switches first does it for everyone.
-    """
-    deadline = time.monotonic() + patience
-    delay = 0.01
-    while cursor.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-        try:
-            cursor.execute("PRAGMA journal_mode=WAL")
-            return  # switched, or a database that cannot use WAL (in memory)
-        except sqlite3.OperationalError as err:
-            if "locked" not in str(err) or time.monotonic() > deadline:
-                raise
-            time.sleep(delay)
-            delay = min(delay * 2, 0.5)

@@ -290,7 +290,7 @@ def _send_batch(
         ledger.record_batch(issue_id, batch_id, IN_DOUBT, reason=reason)
         raise
     if outcome.failed:
-        ledger.record(issue_id, batch_id, failed=outcome.failed)
+        ledger.record_failed(issue_id, batch_id, outcome.failed)
         by_key = {r.key: r.email for r in mine}
         report.failed.update({by_key[k]: why for k, why in outcome.failed.items()})
     ledger.record_batch(issue_id, batch_id, SENT, message_id=outcome.message_id)

@@ -8,19 +8,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import Column, DateTime, MetaData, String, Table, insert, select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-metadata = MetaData()
-send_at_attempts = Table(
-    "schedule_send_at",
-    metadata,
-    Column("issue_id", String(16), primary_key=True),
-    Column("send_at", String(32), primary_key=True),  # UTC, ISO 8601: a new send_at is a new attempt
-    Column("state", String(16), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
-)
+from newsletter.db.schema import send_at_attempts
+
 # not_ready: told the author; tried again (silently) until it is ready.
 # sending: a run owns it. done: sent (or tried and failed: the author was told).
 NOT_READY, SENDING, DONE = "not_ready", "sending", "done"
@@ -30,8 +23,8 @@ class SendAtAttempts:
     """Which ``send_at`` times have been acted on, in the ledger's database."""
 
     def __init__(self, engine: Engine) -> None:
+        """``engine``: the ledger's (``Ledger.engine``), whose opening made the table."""
         self.engine = engine
-        metadata.create_all(engine)
 
     @staticmethod
     def key(at: datetime) -> str:

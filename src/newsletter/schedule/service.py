@@ -41,10 +41,11 @@ from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import STATE_STOPPED
-from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, insert, inspect, select, update
+from sqlalchemy import insert, inspect, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from newsletter.db.schema import APSCHEDULER_JOBS, scheduler_lease
 from newsletter.delivery.ledger import Ledger
 from newsletter.errors import ConfigError
 from newsletter.schedule.attempts import SendAtAttempts
@@ -62,7 +63,6 @@ from newsletter.support.words import human
 
 log = logging.getLogger("newsletter.schedule.runner")
 
-JOBS_TABLE = "apscheduler_jobs"
 MONTHLY_ID = "monthly-issue"
 # Stored in the job store: the package re-exports both jobs under these stable names.
 MONTHLY_REF = "newsletter.schedule:monthly_job"
@@ -75,17 +75,6 @@ SCHEDULER_LEASE = timedelta(minutes=2)
 
 # -- one scheduler per job store ----------------------------------------------------
 
-metadata = MetaData()
-leases = Table(
-    "scheduler_lease",
-    metadata,
-    Column("name", String(32), primary_key=True),
-    Column("host", String(255), nullable=False),
-    Column("pid", Integer, nullable=False),
-    Column("started_at", DateTime(timezone=True), nullable=False),
-    Column("heartbeat_at", DateTime(timezone=True), nullable=False),
-)
-
 
 def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)  # SQLite hands back naive UTC
@@ -97,19 +86,19 @@ class Lease:
     NAME = "scheduler"
 
     def __init__(self, engine: Engine) -> None:
+        """``engine``: the ledger's (``Ledger.engine``), whose opening made the table."""
         self.engine = engine
         self.host, self.pid = socket.gethostname(), os.getpid()
-        metadata.create_all(engine)
 
     def acquire(self) -> None:
         """Take the lease, or raise ConfigError naming the scheduler that holds it."""
         now = datetime.now(UTC)
         try:
             with self.engine.begin() as conn:
-                row = conn.execute(select(leases).where(leases.c.name == self.NAME)).first()
+                row = conn.execute(select(scheduler_lease).where(scheduler_lease.c.name == self.NAME)).first()
                 if row is None:
                     conn.execute(
-                        insert(leases).values(
+                        insert(scheduler_lease).values(
                             name=self.NAME, host=self.host, pid=self.pid, started_at=now, heartbeat_at=now
                         )
                     )
@@ -123,8 +112,12 @@ class Lease:
                         "job store; stop that one first"
                     )
                 taken = conn.execute(
-                    update(leases)
-                    .where(leases.c.name == self.NAME, leases.c.host == row.host, leases.c.pid == row.pid)
+                    update(scheduler_lease)
+                    .where(
+                        scheduler_lease.c.name == self.NAME,
+                        scheduler_lease.c.host == row.host,
+                        scheduler_lease.c.pid == row.pid,
+                    )
                     .values(host=self.host, pid=self.pid, started_at=now, heartbeat_at=now)
                 )
                 if taken.rowcount == 1:
@@ -137,8 +130,12 @@ class Lease:
         """Renew the lease; False if another process has taken it."""
         with self.engine.begin() as conn:
             done = conn.execute(
-                update(leases)
-                .where(leases.c.name == self.NAME, leases.c.host == self.host, leases.c.pid == self.pid)
+                update(scheduler_lease)
+                .where(
+                    scheduler_lease.c.name == self.NAME,
+                    scheduler_lease.c.host == self.host,
+                    scheduler_lease.c.pid == self.pid,
+                )
                 .values(heartbeat_at=datetime.now(UTC))
             )
             return done.rowcount == 1
@@ -146,7 +143,11 @@ class Lease:
     def release(self) -> None:
         with self.engine.begin() as conn:
             conn.execute(
-                leases.delete().where(leases.c.name == self.NAME, leases.c.host == self.host, leases.c.pid == self.pid)
+                scheduler_lease.delete().where(
+                    scheduler_lease.c.name == self.NAME,
+                    scheduler_lease.c.host == self.host,
+                    scheduler_lease.c.pid == self.pid,
+                )
             )
 
 
@@ -167,7 +168,7 @@ def build_scheduler(settings: Settings) -> Scheduler:
     sqlite = settings.ledger_url.startswith("sqlite")
     store = SQLAlchemyJobStore(
         url=settings.ledger_url,
-        tablename=JOBS_TABLE,
+        tablename=APSCHEDULER_JOBS,
         # wait for the ledger's short write transactions rather than fail
         engine_options={"connect_args": {"timeout": 60}} if sqlite else None,
     )
@@ -270,7 +271,7 @@ class Running:
 @contextmanager
 def running_scheduler(settings: Settings) -> Iterator[Running]:
     """The scheduler, started with its jobs and the lease; shut down (waiting for a running job) on exit."""
-    with Ledger(settings.ledger_url) as ledger:  # creates the state folder and the ledger's tables
+    with Ledger(settings.ledger_url) as ledger:  # creates the state folder and brings every table up to date
         lease = Lease(ledger.engine)
         lease.acquire()
         try:
@@ -342,9 +343,9 @@ def stored_next_run(settings: Settings) -> datetime | None:
     if not has_database(settings):
         return None
     with Ledger(settings.ledger_url) as ledger:
-        if not inspect(ledger.engine).has_table(JOBS_TABLE):
+        if not inspect(ledger.engine).has_table(APSCHEDULER_JOBS):
             return None
-        store = SQLAlchemyJobStore(engine=ledger.engine, tablename=JOBS_TABLE)
+        store = SQLAlchemyJobStore(engine=ledger.engine, tablename=APSCHEDULER_JOBS)
         with ledger.engine.connect() as conn:
             stamp = conn.execute(select(store.jobs_t.c.next_run_time).where(store.jobs_t.c.id == MONTHLY_ID)).scalar()
         return datetime.fromtimestamp(stamp, UTC) if stamp is not None else None

@@ -1,0 +1,11 @@
+"""The database: one schema, versioned by Alembic migrations, and the one way to open it.
+
+``open_database(url)`` gives an engine whose schema is at the newest
+revision: a new database gets every table, an older one is upgraded in
+place. The ledger opens it; the scheduler's tables share the ledger's
+engine (APScheduler's job store alone connects by itself, to its own table).
+"""
+
+from newsletter.db.engine import open_database
+
+__all__ = ["open_database"]

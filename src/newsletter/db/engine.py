@@ -1,0 +1,91 @@
+"""Opening the database: an engine for a URL, its schema brought up to date.
+
+On SQLite every connection works in WAL mode with ``synchronous=FULL``, and
+every transaction starts with ``BEGIN IMMEDIATE``, holding the write lock
+from its first statement (see ``connect``).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from newsletter.db.migrate import upgrade
+from newsletter.errors import ConfigError
+
+# How long a connection waits for another's write lock, and for the WAL switch.
+PATIENCE = 60.0
+
+
+def open_database(url: str) -> Engine:
+    """An engine for ``url`` whose schema is at the newest revision; ConfigError if it cannot be had."""
+    engine = connect(url)
+    try:
+        upgrade(engine)
+    except SQLAlchemyError as err:
+        engine.dispose()
+        raise ConfigError(
+            f"cannot open the ledger database: {type(err).__name__}: {getattr(err, 'orig', None) or err}"
+        ) from None
+    except BaseException:
+        engine.dispose()
+        raise
+    return engine
+
+
+def connect(url: str) -> Engine:
+    """An engine for ``url``, its schema untouched (``open_database`` brings it up to date)."""
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        engine = create_engine(url, connect_args={"timeout": PATIENCE} if url.startswith("sqlite") else {})
+    except (SQLAlchemyError, ImportError, ValueError) as err:
+        raise ConfigError(f"NEWSLETTER_DATABASE_URL is not usable: {type(err).__name__}") from None
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+        # pysqlite's own BEGIN is deferred; a claim must hold the write lock
+        # from its first statement or two writers can deadlock on upgrade.
+        # So does a migration: the second process to open a new database
+        # waits here, then finds the schema made.
+        event.listen(engine, "begin", _begin_immediate)
+    return engine
+
+
+def _begin_immediate(conn: Connection) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _sqlite_pragmas(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
+    # WAL lets readers (status, audience) work while a send writes.
+    dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (see connect)
+    cursor = dbapi_conn.cursor()
+    _use_wal(cursor)
+    cursor.execute("PRAGMA synchronous=FULL")  # a lost claim could mean a resend
+    cursor.close()
+
+
+def _use_wal(cursor: sqlite3.Cursor, patience: float = PATIENCE) -> None:
+    """Switch a database to WAL, once, even when several processes open it at once.
+
+    The switch needs an exclusive lock and SQLite answers "database is locked"
+    at once, without the busy timeout, when another connection holds one: two
+    `send`s started together on a new database hit exactly that. The mode is
+    stored in the file, so whoever switches first does it for everyone.
+    """
+    deadline = time.monotonic() + patience
+    delay = 0.01
+    while cursor.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return  # switched, or a database that cannot use WAL (in memory)
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
