@@ -264,7 +264,7 @@ def _send_batch(
         return
     recipients, refused = _deliverable(backend, [sender.recipient(r) for r in mine])
     if refused:
-        ledger.record(issue_id, batch_id, failed=refused)
+        ledger.record_failed(issue_id, batch_id, refused)
         report.failed.update({r.email: why for r in mine if (why := refused.get(r.key))})
         mine = [r for r in mine if r.key not in refused]
         if not mine:
