@@ -48,6 +48,8 @@ class FakeSendGrid:
     faults: deque[str] = field(default_factory=deque)  # consumed one per mail/send request
     suppressions: dict[str, list[str]] = field(default_factory=dict)  # list name → emails
     group_suppressions: dict[int, list[str]] = field(default_factory=dict)
+    forbid_suppressions: bool = False  # a key restricted to Mail Send: the lists answer 403
+    suppressions_body: bytes | None = None  # answer the lists with these bytes instead (a broken proxy)
     slow_seconds: float = 3.0
     record: bool = True  # keep every message; off for benchmarks, which only count
     latency: float = 0.0  # seconds before each mail/send answer: the network and SendGrid's own work
@@ -126,6 +128,16 @@ class FakeSendGrid:
         url = urlparse(handler.path)
         query = parse_qs(url.query)
         parts = url.path.strip("/").split("/")
+        if self.forbid_suppressions:
+            self._reply(handler, 403, {"errors": [{"field": None, "message": "access forbidden"}]})
+            return
+        if self.suppressions_body is not None:
+            handler.send_response(200)
+            handler.send_header("Content-Type", "text/html")
+            handler.send_header("Content-Length", str(len(self.suppressions_body)))
+            handler.end_headers()
+            handler.wfile.write(self.suppressions_body)
+            return
         if parts[:2] == ["v3", "suppression"] and len(parts) == 3:
             emails = self.suppressions.get(parts[2], [])
             limit = int(query.get("limit", ["500"])[0])

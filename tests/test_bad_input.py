@@ -16,6 +16,7 @@ import sys
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
+from email.header import decode_header, make_header
 from pathlib import Path
 
 import pytest
@@ -315,3 +316,105 @@ def test_a_long_name_or_an_smtputf8_address_never_stops_the_sendgrid_run(
         "failed: ünicode@example.org: SendGrid cannot deliver to an address with non-ASCII characters "
         "before the @ (SMTPUTF8)" in sent.stdout
     )
+
+
+# -- the low ones --------------------------------------------------------------------------------
+
+
+def test_a_250_word_subject_and_a_long_name_make_no_header_line_over_998_octets(samples: Newsletter) -> None:
+    subject = " ".join(["Adverse effects — and burnout é"] * 50)  # 250 words, accents and dashes
+    meta = samples.root / "issues" / "2021-07" / "issue.md"
+    text = meta.read_text(encoding="utf-8")
+    start = text.index("subject:")
+    end = text.index("\n", start)
+    meta.write_text(text[:start] + f'subject: "{subject}"' + text[end:], encoding="utf-8")
+    only_readers(samples, CSV_HEADER + "long@example.org," + "Ñame " * 1000 + ",all\n")
+    assert samples.cli("send", "2021-07", "--yes").exit_code == 0
+    (path,) = (samples.root / "outbox" / "2021-07").glob("*.eml")
+    raw = path.read_bytes()
+    head = raw[: raw.index(b"\r\n\r\n")]
+    lines = head.split(b"\r\n")
+    assert max(len(line) for line in lines) <= 998  # RFC 5322's MUST
+    # Its SHOULD (78) wherever the header can be folded: everything but a long URL.
+    long = [line for line in lines if len(line) > 78 and b"http" not in line and b"mailto:" not in line]
+    assert long == []
+    msg = parse(path)
+    assert str(msg["Subject"]) == subject
+    # RFC 2047 ignores the folding between encoded words; the email package's
+    # address parser does not (it adds spaces), so decode the name as the RFC says.
+    to_line = re.search(rb"^To: (.*?)(?=\r\n\S)", head, re.M | re.S)
+    assert to_line is not None
+    encoded_name = to_line.group(1).decode().replace("\r\n", "").rsplit(" <", 1)[0]
+    assert str(make_header(decode_header(encoded_name))) == ("Ñame " * 20).strip()
+
+
+def test_a_whole_unreadable_subscriber_file_fails_the_send(samples: Newsletter) -> None:
+    samples.write("subscribers/broken.csv", b"email,name,topics\nx@example.org,Caf\xe9,all\n")
+    sent = samples.cli("send", "2021-07", "--yes")
+    assert sent.exit_code == 1
+    assert "not read: subscribers/broken.csv:2: error: is not valid UTF-8 (byte 0xe9)" in sent.stdout
+
+
+def test_a_fifo_in_an_issue_folder_is_an_error_not_a_hang(samples: Newsletter) -> None:
+    os.mkfifo(samples.root / "issues" / "2021-07" / "03-pipe.md")
+    check = subprocess.run(
+        [sys.executable, "-m", "newsletter", "--root", str(samples.root), "check", "2021-07"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert check.returncode == 1
+    assert "issues/2021-07/03-pipe.md:1: error: is not a regular file" in check.stdout
+
+
+def test_a_read_only_or_corrupt_database_is_a_sentence_not_a_traceback(samples: Newsletter) -> None:
+    assert samples.cli("send", "2021-07", "--yes").exit_code == 0
+    db = samples.root / "state" / "newsletter.db"
+    read_only = {"NEWSLETTER_DATABASE_URL": f"sqlite:///file:{db}?mode=ro&uri=true"}
+    sent = samples.cli("send", "2021-08", "--yes", env=read_only)
+    assert sent.exit_code == 2
+    assert "error: the database failed: attempt to write a readonly database" in sent.stderr
+    db.write_bytes(b"not a database" * 400)
+    for suffix in ("-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    status = samples.cli("status", "2021-07")
+    assert status.exit_code == 2 and "file is not a database" in status.stderr
+
+
+def test_a_weak_secret_a_send_time_with_an_offset_and_a_bad_test_address_are_refused(
+    samples: Newsletter, sendgrid: FakeSendGrid
+) -> None:
+    weak = {**sendgrid_env(sendgrid), "NEWSLETTER_SECRET": "x"}
+    sent = samples.cli("send", "2021-07", "--yes", env=weak)
+    assert (
+        sent.exit_code == 2
+        and "NEWSLETTER_SECRET is too weak" in sent.stderr
+        and "secrets.token_urlsafe" in sent.stderr
+    )
+    assert sendgrid.by_reader() == {}
+    offset = samples.cli("schedule", "--next", env={"NEWSLETTER_SEND_TIME": "09:00+05:00"})
+    assert offset.exit_code == 2 and "NEWSLETTER_SEND_TIME: 09:00:00+05:00 has a UTC offset" in offset.stderr
+    test = samples.cli("send", "2021-07", "--test", "not-an-address")
+    assert test.exit_code == 2 and "--test 'not-an-address' is not an email address" in test.stderr
+    assert not (samples.root / "outbox").exists()
+
+
+def test_a_key_that_may_not_read_suppressions_sends_with_a_warning(samples: Newsletter, sendgrid: FakeSendGrid) -> None:
+    sendgrid.forbid_suppressions = True
+    only_readers(samples, CSV_HEADER + "a@example.org,A,all\nb@example.org,B,all\n")
+    sent = samples.cli("send", "2021-07", "--yes", env=sendgrid_env(sendgrid))
+    assert sent.exit_code == 0, sent.stdout + sent.stderr
+    assert (
+        'warning: suppressions not synced (the last synced copy is used): the SendGrid API key may not read suppressions (give it "Suppressions: read" access)'
+        in sent.stderr
+    )
+    assert set(sendgrid.by_reader()) == {"a@example.org", "b@example.org"}
+    sync = samples.cli("suppressions", "sync", env=sendgrid_env(sendgrid))
+    assert sync.exit_code == 2 and "Suppressions: read" in sync.stderr
+
+
+def test_a_suppression_answer_that_is_not_json_is_a_sentence(samples: Newsletter, sendgrid: FakeSendGrid) -> None:
+    sendgrid.suppressions_body = b"<html>maintenance</html>"
+    sync = samples.cli("suppressions", "sync", env=sendgrid_env(sendgrid))
+    assert sync.exit_code == 2
+    assert "SendGrid's answer for suppression/unsubscribes is not a list of addresses" in sync.stderr

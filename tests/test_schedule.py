@@ -592,7 +592,7 @@ def test_through_sendgrid_the_report_is_mailed_to_the_author(
             SENDGRID_ASM_GROUP_ID="4242",
             NEWSLETTER_FROM="PPRNet Digest <digest@pprnet.example.org>",
             NEWSLETTER_POSTAL_ADDRESS="1 Research Way, Ottawa",
-            NEWSLETTER_SECRET="s3cret",
+            NEWSLETTER_SECRET="s3cret-for-tests-0123456789-abcdefghijklmnop",
         )
         newsletter.issue("2030-01")
         report = run_once(settings, JAN_1, kind=MONTHLY)

@@ -36,7 +36,7 @@ def env_for(fake: FakeSendGrid, **extra: str) -> dict[str, str]:
         "NEWSLETTER_FROM": "PPRNet Digest <digest@pprnet.example.org>",
         "NEWSLETTER_REPLY_TO": "editor@pprnet.example.org",
         "NEWSLETTER_POSTAL_ADDRESS": "1 Research Way, Ottawa",
-        "NEWSLETTER_SECRET": "s3cret-for-tests",
+        "NEWSLETTER_SECRET": "s3cret-for-tests-0123456789-abcdefghijklmnop",
         "COLUMNS": "200",
         **extra,
     }

@@ -2,6 +2,7 @@
 
     NewsletterError            base of everything we raise on purpose
     ├── ConfigError            a setting is missing or invalid; never retried
+    │   └── SuppressionsUnavailable   the key may not read the provider's suppression lists
     ├── ContentError           issue sources fail validation; carries Problems
     │   └── IssueNotFound      no such issue folder
     ├── RenderError            a template failed to render or compile
@@ -50,6 +51,10 @@ class NewsletterError(Exception):
 
 class ConfigError(NewsletterError):
     """A setting is missing or invalid."""
+
+
+class SuppressionsUnavailable(ConfigError):
+    """The provider keeps suppression lists, but this key may not read them (a send can go on)."""
 
 
 class ContentError(NewsletterError):

@@ -7,8 +7,10 @@ Lookup order, highest first: command-line flag > environment variable >
 
 from __future__ import annotations
 
+import math
 import os
 import re
+from collections import Counter
 from datetime import time, timedelta
 from email.utils import parseaddr
 from pathlib import Path
@@ -88,6 +90,16 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} is not an IANA time zone name such as Europe/London") from None
         return value
 
+    @field_validator("send_time")
+    @classmethod
+    def _local_time(cls, value: time) -> time:
+        if value.tzinfo is not None:
+            raise ValueError(
+                f"{value.isoformat()} has a UTC offset; give a plain local time such as 09:00 and the zone in "
+                "NEWSLETTER_TIMEZONE (an offset cannot follow summer and winter time)"
+            )
+        return value
+
     @field_validator("sendgrid_asm_group_id", mode="before")
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
@@ -141,6 +153,31 @@ def unset_for_sending(settings: Settings) -> list[str]:
         if not (value.get_secret_value() if isinstance(value, SecretStr) else value is not None and value != ""):
             unset.append(_env_name(field))
     return unset
+
+
+# A secret signs every reader's links: guessable, and anyone could unsubscribe
+# anyone. The estimate below undercounts random text (32 hex digits, 128 random
+# bits, score about 120), so the bar is set under that.
+MIN_SECRET_BITS = 100
+MAKE_A_SECRET = "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+
+
+def weak_secret(secret: str) -> str | None:
+    """Why ``secret`` is too weak to sign readers' links (None: strong enough).
+
+    Estimated as its length times its characters' Shannon entropy: random
+    text of 32 bytes or more passes; a word, a date or a repeated pattern fails.
+    """
+    if not secret:
+        return None
+    counts = Counter(secret)
+    bits = -sum(n * math.log2(n / len(secret)) for n in counts.values())
+    if len(secret.encode("utf-8")) < 32 or bits < MIN_SECRET_BITS:
+        return (
+            f"NEWSLETTER_SECRET is too weak to sign readers' links: use at least 32 random bytes; "
+            f"make one with {MAKE_A_SECRET}"
+        )
+    return None
 
 
 def with_sample_defaults(settings: Settings) -> tuple[Settings, list[str]]:

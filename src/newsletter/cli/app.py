@@ -14,6 +14,7 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from sqlalchemy.exc import SQLAlchemyError
 
 from newsletter import __version__
 from newsletter.content.workspace import Workspace
@@ -98,6 +99,15 @@ def fail_cleanly(fn: Callable[..., None]) -> Callable[..., None]:
         except NewsletterError as err:
             typer.echo(f"error: {err}", err=True)
             raise typer.Exit(1) from None
+        except SQLAlchemyError as err:
+            # A database that went read-only, full or corrupt mid-command. Only
+            # the driver's own words: SQLAlchemy's text would show the statement's
+            # parameters, readers' addresses among them.
+            reason = getattr(err, "orig", None) or type(err).__name__
+            typer.echo(
+                f"error: the database failed: {reason} (NEWSLETTER_DATABASE_URL, default state/newsletter.db)", err=True
+            )
+            raise typer.Exit(2) from None
 
     return wrapper
 

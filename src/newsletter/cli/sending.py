@@ -11,12 +11,14 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
+from newsletter.audience.subscribers import normalize_email
 from newsletter.cli.app import app, console, fail_cleanly, progress_bar, workspace
 from newsletter.cli.readers import print_audience
 from newsletter.delivery.backends import select_backend
 from newsletter.delivery.ledger import FAILED, IN_DOUBT, SENDING, SENT, SKIPPED, Ledger
 from newsletter.delivery.send import Plan, SendReport, prepare, report_lines, send_tests, sync_suppressions
 from newsletter.delivery.send import send as send_issue
+from newsletter.errors import ConfigError
 from newsletter.support.words import plural
 
 
@@ -44,6 +46,11 @@ def send(
 ) -> None:
     """Send an issue to every reader who has not had it yet."""
     ws = workspace(ctx)
+    for address in test or []:
+        try:
+            normalize_email(address)
+        except ValueError as err:
+            raise ConfigError(f"--test {address!r} is not an email address: {err}") from None
     checked = ws.check(issue)
     if test:
         sender, warnings = prepare(ws, checked, test=True)

@@ -43,6 +43,8 @@ def read_text(path: Path) -> tuple[str | None, Problem | None]:
 
     if path.is_dir():
         return fail("is a directory, expected a file")
+    if not path.is_file():  # a FIFO or a device would block the read forever
+        return fail("is not a regular file")
     try:
         raw = path.read_bytes()
     except OSError as err:

@@ -21,10 +21,18 @@ from newsletter.delivery.backends import select_backend
 from newsletter.delivery.backends.base import Backend, Envelope, Recipient
 from newsletter.delivery.ledger import FAILED, IN_DOUBT, SENDING, SENT, SKIPPED, Ledger
 from newsletter.delivery.links import Links
-from newsletter.errors import BatchFailed, BatchInDoubt, ConfigError, ContentError, Problem, errors_in
+from newsletter.errors import (
+    BatchFailed,
+    BatchInDoubt,
+    ConfigError,
+    ContentError,
+    Problem,
+    SuppressionsUnavailable,
+    errors_in,
+)
 from newsletter.render.renderer import Renderer
 from newsletter.render.variant import Variant
-from newsletter.settings import unset_for_sending, with_sample_defaults
+from newsletter.settings import unset_for_sending, weak_secret, with_sample_defaults
 from newsletter.support import collector
 from newsletter.support.batches import chunks
 
@@ -115,6 +123,8 @@ def prepare(ws: Workspace, checked: Checked, *, test: bool = False) -> tuple[Sen
             )
     elif unset := unset_for_sending(settings):
         raise ConfigError(f"a real send needs {', '.join(unset)}; set them in the environment or {settings.root}/.env")
+    elif weak := weak_secret(settings.secret.get_secret_value()):
+        raise ConfigError(weak)
     sender = Sender(
         issue, backend, Renderer(settings), Links(settings), settings.from_address, settings.reply_to or None
     )
@@ -173,7 +183,12 @@ def send(
     plan and may ask; False stops here, and the report is None) → send.
     """
     sender, warnings = prepare(ws, checked)
-    synced = None if dry_run else sync_suppressions(sender.backend, ledger)
+    synced = None
+    if not dry_run:
+        try:
+            synced = sync_suppressions(sender.backend, ledger)
+        except SuppressionsUnavailable as err:
+            warnings.append(f"suppressions not synced (the last synced copy is used): {err}")
     audience, problems = plan(ws, sender.issue, strict=strict, suppressed=ledger.suppressed())
     planned = Plan(sender, audience, problems, warnings, synced)
     if not go_ahead(planned):

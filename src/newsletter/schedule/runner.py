@@ -269,7 +269,8 @@ def _send(ws: Workspace, issue_id: str, due: str, ledger: Ledger, ready: Readine
         return run
     except Exception as err:  # one issue's bug must not stop the scheduler; the log has the traceback
         log.exception("sending %s failed", issue_id)
-        run.reason = f"unexpected {type(err).__name__}: {err}"
+        # A database error's text would list the statement's parameters (readers' addresses).
+        run.reason = f"unexpected {type(err).__name__}: {getattr(err, 'orig', None) or err}"
         return run
     run.subject, run.via, run.notes = planned.sender.issue.subject, planned.sender.backend.describe(), planned.warnings
     if report is not None and report.unread:

@@ -99,7 +99,7 @@ def build_message(envelope: Envelope, recipient: Recipient, when: datetime) -> b
     boundary = f"=_{uuid.uuid4().hex}"
     unsubscribe = f"<{recipient.unsubscribe_url}>"
     if recipient.unsubscribe_mailto:
-        unsubscribe += f", <{recipient.unsubscribe_mailto}>"
+        unsubscribe += f",{CRLF} <{recipient.unsubscribe_mailto}>"  # folded: two URLs pass 78 columns
     headers = [
         f"From: {_sender(envelope.sender)[0]}",
         f"To: {encode_address(recipient.name, recipient.email)}",
@@ -110,7 +110,7 @@ def build_message(envelope: Envelope, recipient: Recipient, when: datetime) -> b
         f"List-Unsubscribe: {unsubscribe}",
         "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
         "MIME-Version: 1.0",
-        f'Content-Type: multipart/alternative; boundary="{boundary}"',
+        f'Content-Type: multipart/alternative;{CRLF} boundary="{boundary}"',
     ]
     head = CRLF.join(headers) + CRLF + CRLF
     part = '--{b}\r\nContent-Type: text/{kind}; charset="utf-8"\r\nContent-Transfer-Encoding: base64\r\n\r\n'

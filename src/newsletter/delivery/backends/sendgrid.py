@@ -37,7 +37,7 @@ from python_http_client.exceptions import HTTPError
 from sendgrid import SendGridAPIClient
 
 from newsletter.delivery.backends.base import Backend, Envelope, Outcome, Recipient
-from newsletter.errors import BatchFailed, BatchInDoubt, ConfigError
+from newsletter.errors import BatchFailed, BatchInDoubt, ConfigError, SuppressionsUnavailable
 
 # SendGrid's documented limits for one v3 Mail Send request.
 MAX_PERSONALIZATIONS = 1000
@@ -275,6 +275,16 @@ SUPPRESSION_LISTS = {
 PAGE = 500
 
 
+def _json_list(body: bytes | str | None, what: str) -> list[Any]:
+    try:
+        rows = json.loads(body or b"[]")
+    except ValueError:
+        rows = None
+    if not isinstance(rows, list) or any(isinstance(r, dict) and "email" not in r for r in rows):
+        raise ConfigError(f"SendGrid's answer for {what} is not a list of addresses; suppressions not synced")
+    return rows
+
+
 def fetch_suppressions(backend: SendGridBackend) -> dict[str, str]:
     """Every suppressed address (lower case) → why, from all five lists and the group."""
     client = backend._client.client
@@ -284,17 +294,24 @@ def fetch_suppressions(backend: SendGridBackend) -> dict[str, str]:
             offset = 0
             while True:
                 response = client.suppression._(name).get(query_params={"limit": PAGE, "offset": offset})
-                rows = json.loads(response.body or b"[]")
+                rows = _json_list(response.body, f"suppression/{name}")
                 for row in rows:
-                    found.setdefault(str(row["email"]).lower(), reason)
+                    found.setdefault(str(row["email"] if isinstance(row, dict) else row).lower(), reason)
                 if len(rows) < PAGE:
                     break
                 offset += PAGE
         if backend.asm_group_id is not None:
             response = client.asm.groups._(str(backend.asm_group_id)).suppressions.get()
-            for email in json.loads(response.body or b"[]"):
+            for email in _json_list(response.body, "the unsubscribe group's suppressions"):
                 found.setdefault(str(email).lower(), "unsubscribed from this newsletter (SendGrid)")
     except HTTPError as err:
+        if getattr(err, "status_code", 0) in (401, 403):
+            # A key restricted to Mail Send (a recommended setup) may not read
+            # the lists; SendGrid still drops suppressed addresses at delivery.
+            raise SuppressionsUnavailable(
+                'the SendGrid API key may not read suppressions (give it "Suppressions: read" access); '
+                "SendGrid still drops suppressed addresses at delivery"
+            ) from None
         raise ConfigError(
             f"cannot fetch suppressions from SendGrid ({getattr(err, 'status_code', '?')}): {_messages(err)}"
         ) from None

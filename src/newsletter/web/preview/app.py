@@ -131,14 +131,18 @@ class Preview:
 
     def _site_file(self, relative: str) -> Response:
         """A page of the archive built by `newsletter archive` into site/, as it will be published."""
+        missing = NotFound(f"no page {relative!r} in {SITE_FOLDER}/ (run `newsletter archive`)")
         site = (self.settings.root / SITE_FOLDER).resolve()
-        target = (site / relative).resolve()
-        if target.is_dir():
-            target = target / INDEX
-        if not target.is_relative_to(site) or not target.is_file():
-            raise NotFound(f"no page {relative} in {SITE_FOLDER}/ (run `newsletter archive`)")
-        kind = {".html": HTML, ".xml": ATOM}.get(target.suffix, TEXT)
-        return Response(200, target.read_text(encoding="utf-8"), kind)
+        try:
+            target = (site / relative).resolve()  # a NUL byte (/site/%00) raises ValueError
+            if target.is_dir():
+                target = target / INDEX
+            if not target.is_relative_to(site) or not target.is_file():
+                raise missing
+            kind = {".html": HTML, ".xml": ATOM}.get(target.suffix, TEXT)
+            return Response(200, target.read_text(encoding="utf-8"), kind)
+        except (ValueError, OSError):  # UnicodeDecodeError is a ValueError
+            raise missing from None
 
     def _index(self, snap: Snapshot, topics: str) -> Response:
         notice = None

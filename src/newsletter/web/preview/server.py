@@ -37,7 +37,12 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         preview = self.server.preview
         try:
-            response = preview.respond(self.path)
+            if not local_host(self.headers.get("Host", "")):
+                # DNS rebinding: a web page the author visits could point its
+                # own name at 127.0.0.1 and read drafts. Only local names pass.
+                response = Response(403, "the preview answers to localhost and 127.0.0.1 only\n", TEXT)
+            else:
+                response = preview.respond(self.path)
         except Exception as err:
             traceback.print_exc()
             response = internal_error(preview, err)
@@ -53,6 +58,16 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: object) -> None:
         pass  # pages poll twice a second: a line per request would bury the change messages
+
+
+LOCAL_NAMES = {"127.0.0.1", "localhost", "::1"}
+
+
+def local_host(host: str) -> bool:
+    """Whether a request's Host header names this machine (with any port)."""
+    name = host.strip().lower()
+    name = name[1:].split("]", 1)[0] if name.startswith("[") else name.rsplit(":", 1)[0] if ":" in name else name
+    return name in LOCAL_NAMES
 
 
 def internal_error(preview: Preview, err: Exception) -> Response:
