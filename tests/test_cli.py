@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
@@ -104,7 +103,7 @@ def test_topics_lists_taxonomy(samples: Newsletter) -> None:
 
 
 def test_root_from_environment_and_real_entry_point(samples: Newsletter) -> None:
-    env = {**os.environ, "NEWSLETTER_ROOT": str(samples.root)}
+    env = samples.env()
     proc = subprocess.run(
         [sys.executable, "-m", "newsletter", "check", "2021-08"], capture_output=True, text=True, env=env, cwd="/"
     )
