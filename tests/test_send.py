@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import email.message
+import os
 import random
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from conftest import Newsletter, july_readers, read_eml
 
@@ -121,23 +123,45 @@ def cli_process(newsletter: Newsletter, *args: str) -> subprocess.Popen[str]:
     )
 
 
+def messages_in(folder: Path) -> int:
+    """How many messages the outbox holds in ``folder``: ``Newsletter.outbox`` without its sort, to poll it."""
+    return sum(entry.name.endswith(".eml") for entry in os.scandir(folder)) if folder.is_dir() else 0
+
+
 def test_sigkill_at_any_moment_then_rerun_sends_everyone_exactly_once(samples: Newsletter) -> None:
     n = 3000
     samples.readers(n)
+    everyone = july_readers(n)
     rng = random.Random(7)
-    for _ in range(4):
+    # Four random moments of the send itself, never before it starts nor after it ends: when the outbox
+    # (a batch is 200 messages) reaches a random count below 80% of everyone, and a random 0-50 ms later.
+    for moment in sorted(rng.sample(range(1, len(everyone) * 4 // 5), 4)):
+        before = len(samples.outbox())
+        target = max(moment, before + 1)  # a run that starts past the moment is killed once it has sent one
         proc = cli_process(samples, "send", "2021-07", "--yes")
-        time.sleep(rng.uniform(0.3, 2.5))
+        while messages_in(samples.root / "outbox" / "2021-07") < target:
+            assert proc.poll() is None, f"the send ended before it could be killed: {proc.communicate()}"
+            time.sleep(0.002)
+        time.sleep(rng.uniform(0, 0.05))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+        # Proof that the kill landed mid-send: the process was still running (a finished one exits 0),
+        # it had handed over messages of its own, and some readers were still to go.
+        assert proc.returncode == -signal.SIGKILL, proc.communicate()
+        after = len(samples.outbox())
+        with samples.ledger() as ledger:
+            counts = ledger.counts("2021-07")
+        assert before < after < len(everyone), (before, after, counts)
+        assert counts.get("sent", 0) < len(everyone), counts
     final = cli_process(samples, "send", "2021-07", "--yes")
     _out, err = final.communicate(timeout=300)
     assert final.returncode == 0, err
     received = by_recipient(samples)
-    assert set(received) == july_readers(n)
+    assert set(received) == everyone
     assert all(len(msgs) == 1 for msgs in received.values())
-    counts = samples.ledger().counts("2021-07")
-    assert counts.get("sent") == len(july_readers(n)) and "failed" not in counts and "in_doubt" not in counts
+    with samples.ledger() as ledger:
+        counts = ledger.counts("2021-07")
+    assert counts.get("sent") == len(everyone) and "failed" not in counts and "in_doubt" not in counts
 
 
 def test_two_sends_at_once_never_send_anyone_twice(samples: Newsletter) -> None:
