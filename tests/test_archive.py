@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import operator
 import re
 import shutil
 import xml.etree.ElementTree as ET
@@ -12,10 +13,11 @@ from urllib.parse import urldefrag
 import html5lib
 import lxml.html
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from newsletter.content.citation import Author, parse_apa, parse_authors
+from newsletter.content.markdown import plain
 from newsletter.content.workspace import Workspace
 from newsletter.render.renderer import Renderer
 from newsletter.render.variant import TOKENS
@@ -564,7 +566,100 @@ def test_parse_authors_keeps_hyphenated_initials_and_accents() -> None:
     assert parse_authors("Dupont, M.-C., & Åberg, Å.") == (Author("Dupont", "M.-C."), Author("Åberg", "Å."))
 
 
-@given(st.text(max_size=300))
-def test_parse_apa_never_raises(text: str) -> None:
+# --- citations: properties of the parser ---------------------------------------------------------------
+#
+# ``parse_apa`` has no catch-all: these say what it does on any text at all, and that a well-formed
+# APA reference comes back in exactly the parts it was made of.
+
+# Pieces of references, so that arbitrary text also reaches the parser's deeper branches.
+FRAGMENTS = [
+    *["(2021).", "(2021a)", "(2020, March 3).", "(n.d.).", "(in press).", "(12345)", "(٢٠٢١)."],
+    *["Smith", "J.", "J.P.", "M.-C.", "Å.", ", ", ",", " ", "&", "et al.", "...", "…", ".", "?", "!"],
+    *["*", "_", "`", "[x](https://e.org)", "58", "(1)", "(3-4)", "844-850", "577–586", "e12"],
+    *["Psychotherapy", "Advance online publication.", "https://doi.org/10.1037/x", "doi: 10.1/y", "\n", "#"],
+]
+citation_like = st.lists(st.sampled_from(FRAGMENTS) | st.text(max_size=4), max_size=30).map("".join)
+
+
+@settings(max_examples=500)
+@given(st.text(max_size=300) | citation_like)
+def test_parse_apa_returns_only_what_the_text_says(text: str) -> None:
+    cited = parse_apa(text)  # never raises: an exception fails the test
+    flat = " ".join(plain(text).split())  # the text without Markdown, white space collapsed
+    assert cited.text == flat
+    for author in cited.authors:
+        assert author.family and author.family in flat, author
+    for part in (cited.year, cited.title, cited.journal, cited.volume, cited.issue, cited.pages):
+        assert part is None or (part and part in flat), part
+    assert cited.year is None or re.fullmatch(r"[0-9]{4}", cited.year), cited.year
+    assert cited.volume is None or re.fullmatch(r"[0-9]+", cited.volume), cited.volume
+
+
+UPPER, LOWER = "ABCDEGHJKLMNOPRSTWZÅØÉÇŁ", "abcdeghiklmnoprstuvwyzåøéüçłñ"
+word = st.builds(operator.add, st.sampled_from(UPPER), st.text(LOWER, min_size=1, max_size=10))
+surname = st.one_of(
+    word,
+    st.builds("{}-{}".format, word, word),  # Nissen-Lie
+    st.builds("{} {}".format, st.sampled_from(["de", "van der", "von"]), word),  # de Jong
+    st.builds("O’{}".format, word),
+)
+initials = st.one_of(
+    st.lists(st.sampled_from(UPPER), min_size=1, max_size=3).map(lambda letters: " ".join(f"{c}." for c in letters)),
+    st.builds("{}.-{}.".format, st.sampled_from(UPPER), st.sampled_from(UPPER)),  # M.-C.
+)
+words = st.lists(st.one_of(word, st.text(LOWER, min_size=1, max_size=10)), min_size=1, max_size=8).map(" ".join)
+
+
+@st.composite
+def apa_references(draw: st.DrawFn) -> tuple[str, dict[str, object]]:
+    """A journal article in APA 7 style, and the parts it was made of."""
+    authors = draw(st.lists(st.tuples(surname, initials), min_size=1, max_size=6))
+    names = [f"{family}, {given}" for family, given in authors]
+    byline = names[0] if len(names) == 1 else f"{', '.join(names[:-1])}, & {names[-1]}"
+    year = draw(st.integers(1900, 2099).map(str))
+    title = draw(st.builds(operator.add, word, words))
+    if draw(st.booleans()):
+        title += f": {draw(words)}"  # a subtitle
+    ending = draw(st.sampled_from([".", "?"]))  # APA's period is not part of the title; a question mark is
+    journal = draw(st.one_of(words, st.builds("{}: {}".format, words, words)).map(str.title))
+    volume = str(draw(st.integers(1, 999)))
+    issue = draw(st.none() | st.integers(1, 12).map(str) | st.just("3-4"))
+    first = draw(st.integers(1, 2000))
+    pages = draw(
+        st.none()
+        | st.just(str(first))
+        | st.builds(f"{first}{{}}{{}}".format, st.sampled_from(["-", "–"]), st.integers(first, first + 50))
+        | st.just(f"e{first}")
+    )
+    source = f"{journal}, {volume}" + (f"({issue})" if issue else "")
+    if draw(st.booleans()):  # APA italicises the journal and the volume
+        source = f"*{journal}, {volume}*" + (f"({issue})" if issue else "")
+    text = f"{byline} ({year}). {title}{ending} {source}" + (f", {pages}" if pages else "") + "."
+    if draw(st.booleans()):
+        text += f" https://doi.org/10.{first}/{draw(st.text(LOWER, min_size=1, max_size=8))}"
+    parts = {
+        "authors": authors,
+        "year": year,
+        "title": title + ("?" if ending == "?" else ""),
+        "journal": journal,
+        "volume": volume,
+        "issue": issue,
+        "pages": pages,
+    }
+    return text, parts
+
+
+@settings(max_examples=500)
+@given(apa_references())
+def test_a_well_formed_reference_parses_back_to_its_parts(reference: tuple[str, dict[str, object]]) -> None:
+    text, parts = reference
     cited = parse_apa(text)
-    assert isinstance(cited.authors, tuple)
+    assert {
+        "authors": [(a.family, a.given) for a in cited.authors],
+        "year": cited.year,
+        "title": cited.title,
+        "journal": cited.journal,
+        "volume": cited.volume,
+        "issue": cited.issue,
+        "pages": cited.pages,
+    } == parts

@@ -1,32 +1,21 @@
-"""The web archive in real headless Chromium (Debian's, never `playwright install`), opened from disk."""
+"""The web archive in real headless Chromium (the ``browser`` fixture in conftest), opened from disk."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from newsletter.content.workspace import Workspace
 from newsletter.settings import load_settings
 from newsletter.web import archive
 
-from conftest import Newsletter
+from conftest import Newsletter, window
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--headless",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 ALL_TITLES = [
     "Patients Crying in Psychotherapy",
     "Adverse Effects of Psychotherapy in Patients with Depression",
@@ -34,16 +23,6 @@ ALL_TITLES = [
     "The Emotionally Burdened Psychotherapist",
     "Does Clinical Training Lead to Greater Therapist Interpersonal Skills?",
 ]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Chromium not installed (apt-get install chromium; .ci/run does)")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture
@@ -56,9 +35,8 @@ def site(samples: Newsletter) -> Path:
 
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 800, "height": 900})
-    yield context.new_page()
-    context.close()
+    with window(browser, 800, 900) as page:
+        yield page
 
 
 def visible_titles(page: Page) -> list[str]:
@@ -92,9 +70,7 @@ def test_filter_the_home_page_by_topic(page: Page, site: Path) -> None:
 
 
 def test_without_javascript_the_topics_are_links_to_their_pages(browser: Browser, site: Path) -> None:
-    context = browser.new_context(java_script_enabled=False)
-    try:
-        page = context.new_page()
+    with window(browser, 800, 900, java_script_enabled=False) as page:
         page.goto((site / "index.html").as_uri())
         expect(page.locator("#topic-filter")).to_be_hidden()
         assert visible_titles(page) == ALL_TITLES
@@ -104,29 +80,23 @@ def test_without_javascript_the_topics_are_links_to_their_pages(browser: Browser
         assert page.locator("ol.entries h2 a").all_inner_texts() == [
             "Does Clinical Training Lead to Greater Therapist Interpersonal Skills?"
         ]
-    finally:
-        context.close()
 
 
 def test_pages_load_nothing_from_anywhere(page: Page, site: Path) -> None:
     requests: list[str] = []
     page.on("request", lambda request: requests.append(request.url))
-    for path in (
-        "index.html",
-        "2021-07/index.html",
-        "2021-07/adverse-effects/index.html",
-        "topics/outcomes/index.html",
-    ):
-        page.goto((site / path).as_uri())
-    assert requests == [
-        (site / p).as_uri()
-        for p in (
+    urls = [
+        (site / path).as_uri()
+        for path in (
             "index.html",
             "2021-07/index.html",
             "2021-07/adverse-effects/index.html",
             "topics/outcomes/index.html",
         )
     ]
+    for url in urls:
+        page.goto(url)
+    assert requests == urls
 
 
 def test_the_emails_link_to_a_summary_lands_on_it(page: Page, site: Path) -> None:

@@ -5,9 +5,6 @@ Each test is one case of the issue, on a copy of the sample folder, through the 
 
 from __future__ import annotations
 
-import email
-import email.message
-import email.policy
 import os
 import re
 import shutil
@@ -21,26 +18,18 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Newsletter
+from conftest import Newsletter, read_eml
 from fake_sendgrid import FakeSendGrid
 
 CSV_HEADER = "email,name,topics\n"
 
 
-def parse(path: Path) -> email.message.EmailMessage:
-    # Headers may be UTF-8 (RFC 6532: an internationalised address); the bytes parser reads ASCII.
-    msg = email.message_from_string(path.read_bytes().decode("utf-8"), policy=email.policy.default)
-    assert isinstance(msg, email.message.EmailMessage)
-    return msg
-
-
-def eml_recipients(root: Path, issue: str) -> set[str]:
-    folder = root / "outbox" / issue
-    return {parse(path)["To"].addresses[0].addr_spec.lower() for path in folder.glob("*.eml")}
+def eml_recipients(samples: Newsletter, issue: str) -> set[str]:
+    return {read_eml(path)["To"].addresses[0].addr_spec.lower() for path in samples.outbox(issue)}
 
 
 def only_readers(samples: Newsletter, text: str) -> None:
-    """Replace the sample readers with ``text`` (one file, readers.csv)."""
+    """Replace the sample readers with ``text`` (one file, readers.csv, with its own header)."""
     for path in (samples.root / "subscribers").glob("*.csv"):
         path.unlink()
     samples.write("subscribers/readers.csv", text)
@@ -72,7 +61,7 @@ def test_a_malformed_row_is_named_and_the_rest_of_the_file_is_still_read(samples
         "4 subscribers (4 active): 3 errors, 0 warnings",
     ]
     sent = samples.cli("send", "2021-07", "--yes")
-    assert eml_recipients(samples.root, "2021-07") == {f"r{i}@example.org" for i in (1, 3, 5, 7)}
+    assert eml_recipients(samples, "2021-07") == {f"r{i}@example.org" for i in (1, 3, 5, 7)}
     assert sent.exit_code == 1, "rows not read fail the run"
     assert re.search(r"subscriber rows not read\s*│\s*3\s*│", sent.stdout), sent.stdout
     assert "not read: subscribers/readers.csv:3: error: malformed CSV" in sent.stdout
@@ -198,13 +187,13 @@ def test_internationalised_addresses_reach_the_outbox_and_an_idn_is_one_reader(s
     )
     sent = samples.cli("send", "2021-07", "--yes")
     assert "UnicodeEncodeError" not in sent.stdout + sent.stderr
-    assert eml_recipients(samples.root, "2021-07") == {
+    assert eml_recipients(samples, "2021-07") == {
         "jose@xn--bcher-kva.example",
         "ünicode@example.org",
         "plain@example.org",
     }
     for path in (samples.root / "outbox" / "2021-07").glob("*.eml"):
-        msg = parse(path)
+        msg = read_eml(path)
         assert msg.defects == [] and msg.get_body(("plain",)) is not None
 
 
@@ -338,7 +327,7 @@ def test_a_250_word_subject_and_a_long_name_make_no_header_line_over_998_octets(
     # Its SHOULD (78) wherever the header can be folded: everything but a long URL.
     long = [line for line in lines if len(line) > 78 and b"http" not in line and b"mailto:" not in line]
     assert long == []
-    msg = parse(path)
+    msg = read_eml(path)
     assert str(msg["Subject"]) == subject
     # RFC 2047 ignores the folding between encoded words; the email package's
     # address parser does not (it adds spaces), so decode the name as the RFC says.

@@ -1,19 +1,20 @@
-"""The email and the preview server in real headless Chromium (Debian's, never `playwright install`).
+"""The email and the preview server in real headless Chromium (the ``browser`` fixture in conftest).
 
-The email tests also write the README's screenshots, docs/screenshot-375.png and -800.png, so
-they always show what the templates produce now.
+The email tests take the README's screenshots at 375 and 800 px into tmp_path on every run; they
+refresh docs/screenshot-375.png and -800.png only when asked:
+
+    NEWSLETTER_UPDATE_SCREENSHOTS=1 .venv/bin/python -m pytest tests/test_browser.py
 """
 
 from __future__ import annotations
 
 import re
 import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
+import struct
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Frame, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Frame, Page, expect
 
 from newsletter.content.model import Issue
 from newsletter.content.workspace import Workspace
@@ -21,20 +22,10 @@ from newsletter.render.renderer import Renderer
 from newsletter.settings import load_settings
 from newsletter.web.preview import PreviewServer
 
-from conftest import REPO, Newsletter
+from conftest import REPO, UPDATE_SCREENSHOTS, Newsletter, window
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--headless",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 PHONE, DESKTOP = 375, 800
 SUMMARY_FILE = "issues/2021-07/01-adverse-effects.md"
 TITLE_01 = "Adverse Effects of Psychotherapy in Patients with Depression"
@@ -42,26 +33,12 @@ TITLE_02 = "Psychotherapist burnout affects patient outcomes"
 RELOAD_TIMEOUT_MS = 5000
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    # No skip: a missing browser is a broken install, and CI must say so.
-    assert Path(CHROMIUM).exists(), "Chromium not installed (apt-get install chromium; .ci/run does)"
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-@contextmanager
-def window(browser: Browser, width: int, height: int = 800) -> Iterator[Page]:
-    """A page ``width`` px wide (a headless window is never narrower than 500 px; a context's viewport is)."""
-    context = browser.new_context(
-        viewport={"width": width, "height": height}, color_scheme="light", device_scale_factor=1
-    )
-    try:
-        yield context.new_page()
-    finally:
-        context.close()
+def png_size(path: Path) -> tuple[int, int]:
+    """Width and height from a PNG's IHDR chunk."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR", f"{path} is not a PNG"
+    width, height = struct.unpack(">II", data[16:24])
+    return width, height
 
 
 # --- the email --------------------------------------------------------------------------------
@@ -90,7 +67,9 @@ def email(samples: Newsletter, tmp_path: Path) -> tuple[str, Issue]:
 
 
 @pytest.mark.parametrize("width", [PHONE, DESKTOP])
-def test_email_fits_the_screen_and_shows_every_title(browser: Browser, email: tuple[str, Issue], width: int) -> None:
+def test_email_fits_the_screen_and_shows_every_title(
+    browser: Browser, email: tuple[str, Issue], width: int, tmp_path: Path
+) -> None:
     url, issue = email
     with window(browser, width) as page:
         page.goto(url)
@@ -102,9 +81,13 @@ def test_email_fits_the_screen_and_shows_every_title(browser: Browser, email: tu
             expect(title).to_be_visible()
             box = title.bounding_box()
             assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width
-        # The README's pictures: regenerated on every run, so they never drift from the templates.
-        (REPO / "docs").mkdir(exist_ok=True)
-        page.screenshot(path=REPO / "docs" / f"screenshot-{width}.png", full_page=True)
+        # The README's pictures: taken on every run, into tmp_path; copied to docs/ only when asked.
+        shot = tmp_path / f"screenshot-{width}.png"
+        page.screenshot(path=shot, full_page=True)
+        height = page.evaluate("document.documentElement.scrollHeight")
+    assert png_size(shot) == (width, height)  # the whole email, top to bottom
+    if UPDATE_SCREENSHOTS:
+        shutil.copyfile(shot, REPO / "docs" / shot.name)
 
 
 def test_email_column_is_600px_and_centred_on_a_desktop(browser: Browser, email: tuple[str, Issue]) -> None:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
 
 from newsletter.cli import app
 
@@ -104,7 +108,7 @@ def test_topics_lists_taxonomy(samples: Newsletter) -> None:
 
 
 def test_root_from_environment_and_real_entry_point(samples: Newsletter) -> None:
-    env = {**os.environ, "NEWSLETTER_ROOT": str(samples.root)}
+    env = samples.env()
     proc = subprocess.run(
         [sys.executable, "-m", "newsletter", "check", "2021-08"], capture_output=True, text=True, env=env, cwd="/"
     )
@@ -113,15 +117,39 @@ def test_root_from_environment_and_real_entry_point(samples: Newsletter) -> None
     assert "Traceback" not in proc.stderr
 
 
-def test_every_command_has_help() -> None:
+def commands() -> list[tuple[str, ...]]:
+    """Every command and subcommand of the app, as the words that name it (the app itself is ``()``)."""
     import typer.main
 
-    group = typer.main.get_command(app)
-    names = list(group.commands)  # type: ignore[attr-defined]
-    assert {"check", "topics", "issues"} <= set(names)
-    for name in names:
-        command = group.commands[name]  # type: ignore[attr-defined]
-        assert command.help and len(command.help) > 10, name
+    def walk(command: Any, path: tuple[str, ...]) -> Iterator[tuple[str, ...]]:
+        yield path
+        for name, sub in getattr(command, "commands", {}).items():
+            yield from walk(sub, (*path, name))
+
+    return list(walk(typer.main.get_command(app), ()))
+
+
+def test_the_command_tree_is_the_documented_one() -> None:
+    # So that the help test below cannot pass by finding no commands.
+    assert {"check", "send", "schedule", "subscribers check", "subscribers list", "suppressions sync"} <= {
+        " ".join(path) for path in commands()
+    }
+
+
+@pytest.mark.parametrize("path", commands(), ids=lambda path: " ".join(path) or "newsletter")
+def test_every_command_and_option_has_help(path: tuple[str, ...]) -> None:
+    import typer.main
+
+    command: Any = typer.main.get_command(app)
+    for name in path:
+        command = command.commands[name]
+    assert command.help and len(command.help) > 10, "the command has no help text"
+    for param in command.params:
+        assert getattr(param, "help", None), f"{param.name} has no help text"
+    result = CliRunner().invoke(app, [*path, "--help"], prog_name="newsletter")
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith(f"Usage: newsletter {' '.join(path)}".rstrip())
+    assert " ".join(command.help.split()[:4]) in " ".join(result.output.split())
 
 
 def test_env_example_documents_every_setting() -> None:

@@ -10,12 +10,9 @@ from hypothesis import strategies as st
 
 from newsletter.content.checks import check_folder
 from newsletter.content.loader import load_issue
-from newsletter.content.taxonomy import load_taxonomy
 from newsletter.errors import ContentError
 
-from conftest import GOOD_SUMMARY, REPO, Newsletter
-
-TAXONOMY = load_taxonomy(REPO / "issues" / "topics.yaml")
+from conftest import GOOD_SUMMARY, REPO, TAXONOMY, Newsletter
 
 
 def problems_of(folder: Path) -> list[str]:

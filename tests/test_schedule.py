@@ -8,9 +8,6 @@ at start-up.
 
 from __future__ import annotations
 
-import email
-import email.policy
-import os
 import pickle
 import queue
 import re
@@ -19,13 +16,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import select
 
@@ -45,18 +43,19 @@ from newsletter.schedule.service import (
 )
 from newsletter.settings import Settings, load_settings
 
-from conftest import GOOD_SUMMARY, Newsletter
+from conftest import GOOD_SUMMARY, Newsletter, read_eml
 from fake_sendgrid import FakeSendGrid
 
 OSLO = ZoneInfo("Europe/Oslo")
 NEW_YORK = ZoneInfo("America/New_York")
 JAN_1 = datetime(2030, 1, 1, 9, 0, tzinfo=OSLO)
 EDITOR = "editor@example.org"
-READERS = (
-    "email,name,topics,status\n"
-    "ana@example.org,Ana,all,active\n"
-    "ben@example.org,Ben,Empathy,active\n"
-    "cy@example.org,Cy,all,unsubscribed\n"
+READERS = "".join(  # subscribers/readers.csv: two get 2030-01, one has unsubscribed
+    [
+        "ana@example.org,Ana,all,active\n",
+        "ben@example.org,Ben,Empathy,active\n",
+        "cy@example.org,Cy,all,unsubscribed\n",
+    ]
 )
 
 
@@ -68,25 +67,13 @@ def meta(status: str = "ready", send_at: str | None = None) -> str:
 def settings_for(nl: Newsletter, monkeypatch: pytest.MonkeyPatch, **env: str) -> Settings:
     for key, value in {"NEWSLETTER_TIMEZONE": "Europe/Oslo", "NEWSLETTER_AUTHOR_EMAIL": EDITOR, **env}.items():
         monkeypatch.setenv(key, value)
-    nl.write("subscribers/readers.csv", READERS)
+    nl.subscribers(READERS, name="readers")
     return load_settings(nl.root)
 
 
-def sent(root: Path, issue: str) -> list[Path]:
-    folder = root / "outbox" / issue
-    return sorted(folder.glob("*.eml")) if folder.is_dir() else []
-
-
-def reports(root: Path) -> list[EmailMessage]:
-    folder = root / "outbox" / "reports"
-    return (
-        [
-            email.message_from_bytes(p.read_bytes(), policy=email.policy.default)  # type: ignore[misc]
-            for p in sorted(folder.glob("*.eml"))
-        ]
-        if folder.is_dir()
-        else []
-    )
+def reports(nl: Newsletter) -> list[EmailMessage]:
+    """The author's reports the outbox kept (``outbox/reports/``), by file name."""
+    return [read_eml(path) for path in nl.outbox("reports")]
 
 
 def text_of(msg: EmailMessage) -> str:
@@ -224,13 +211,13 @@ def test_the_month_issue_is_sent_once_and_the_author_told_each_time(
     finish(settings, first)
     assert first.ok and [r.outcome for r in first.issues] == [Outcome.SENT]
     assert first.issues[0].send.sent == 2  # type: ignore[union-attr]  # ana (all) and ben (Empathy); cy unsubscribed
-    files = sent(newsletter.root, "2030-01")
+    files = newsletter.outbox("2030-01")
     assert len(files) == 2
     again = run_once(settings, JAN_1 + timedelta(minutes=5), kind=MONTHLY)
     finish(settings, again)
     assert again.ok and again.issues[0].send.sent == 0 and again.issues[0].send.already_sent == 2  # type: ignore[union-attr]
-    assert sent(newsletter.root, "2030-01") == files
-    told = reports(newsletter.root)
+    assert newsletter.outbox("2030-01") == files
+    told = reports(newsletter)
     assert [str(m["To"]) for m in told] == [EDITOR, EDITOR]
     assert [str(m["Subject"]) for m in told] == [
         "newsletter: 2030-01 sent to 2 (1st of the month run, 2030-01-01 09:00 CET)",
@@ -267,8 +254,8 @@ def test_an_issue_that_cannot_go_is_not_sent_and_the_author_is_told_why(
     report = run_once(settings, JAN_1, kind=MONTHLY)
     finish(settings, report)
     assert not report.ok and [r.outcome for r in report.issues] == [Outcome.NOT_SENT]
-    assert sent(newsletter.root, "2030-01") == [] and ledger_counts(settings, "2030-01") == {}
-    [told] = reports(newsletter.root)
+    assert newsletter.outbox("2030-01") == [] and ledger_counts(settings, "2030-01") == {}
+    [told] = reports(newsletter)
     assert str(told["Subject"]).startswith(f"newsletter: 2030-01 NOT SENT ({case})")
     assert f"2030-01 (1st of the month): NOT SENT: {reason}\n" in text_of(told)
 
@@ -287,7 +274,7 @@ def test_run_now_sends_this_months_issue_then_nothing_and_exits_0(
     again = newsletter.cli("schedule", "--run-now")
     assert again.exit_code == 0
     assert "sent now 0, sent before 2" in again.stdout
-    assert len(sent(newsletter.root, month)) == 2 and len(reports(newsletter.root)) == 2
+    assert len(newsletter.outbox(month)) == 2 and len(reports(newsletter)) == 2
 
 
 def test_run_now_exits_1_when_this_months_issue_is_missing(
@@ -297,7 +284,7 @@ def test_run_now_exits_1_when_this_months_issue_is_missing(
     result = newsletter.cli("schedule", "--run-now")
     assert result.exit_code == 1
     assert "NOT SENT: missing: there is no folder issues/" in result.stdout
-    assert len(reports(newsletter.root)) == 1
+    assert len(reports(newsletter)) == 1
 
 
 # -- send_at ------------------------------------------------------------------------------
@@ -313,7 +300,7 @@ def test_the_monthly_run_leaves_an_issue_with_a_later_send_at_alone(
         (Outcome.LATER, "waits for its send_at 2030-01-03T08:00:00+01:00, not the 1st")
     ]
     assert report.subject() == "newsletter: 2030-01 waits for its send_at (1st of the month run, 2030-01-01 09:00 CET)"
-    assert sent(newsletter.root, "2030-01") == []
+    assert newsletter.outbox("2030-01") == []
 
 
 def test_the_minute_check_sends_at_send_at_once_and_picks_up_an_edited_file(
@@ -327,14 +314,14 @@ def test_the_minute_check_sends_at_send_at_once_and_picks_up_an_edited_file(
     due = run_once(settings, at + timedelta(seconds=30), kind=SEND_AT)
     assert [(r.issue_id, r.outcome) for r in due.issues] == [("2030-01", Outcome.SENT), ("2030-02", Outcome.NOT_SENT)]
     assert due.issues[0].due == "send_at 2030-01-03T08:00:00+01:00"
-    assert len(sent(newsletter.root, "2030-01")) == 2
+    assert len(newsletter.outbox("2030-01")) == 2
     # a minute later: nothing new, and the draft is not reported again
     assert run_once(settings, at + timedelta(seconds=90), kind=SEND_AT).issues == []
     # the author marks it ready: the next minute sends it, no restart
     newsletter.write("issues/2030-02/issue.md", meta("ready", send_at="2030-01-03T08:00:00"))
     later = run_once(settings, at + timedelta(seconds=150), kind=SEND_AT)
     assert [(r.issue_id, r.outcome) for r in later.issues] == [("2030-02", Outcome.SENT)]
-    assert len(sent(newsletter.root, "2030-02")) == 2
+    assert len(newsletter.outbox("2030-02")) == 2
     # the 1st of February knows it went out already
     feb = run_once(settings, datetime(2030, 2, 1, 9, 0, tzinfo=OSLO), kind=MONTHLY)
     assert [(r.outcome, r.reason) for r in feb.issues] == [
@@ -357,7 +344,7 @@ def test_a_send_at_missed_beyond_the_grace_is_not_sent_but_reported(
         "or set a new send_at",
     )
     assert missed_send_at(settings, JAN_1) == [("2030-01", datetime(2029, 12, 27, 8, 0, tzinfo=OSLO))]
-    assert sent(newsletter.root, "2030-01") == []
+    assert newsletter.outbox("2030-01") == []
     # sent by hand, it is no longer missed
     assert newsletter.cli("send", "2030-01", "--yes").exit_code == 0
     [run] = run_once(settings, JAN_1, kind=MONTHLY).issues
@@ -396,16 +383,23 @@ def test_next_through_the_cli(newsletter: Newsletter, monkeypatch: pytest.Monkey
 # -- the scheduler: misfires, restarts, signals -------------------------------------------------
 
 
-def seed(settings: Settings, owed: datetime) -> None:
-    """A job store whose monthly job owes a run at ``owed``, as after a machine was off."""
-    Ledger(settings.ledger_url).close()  # creates state/
+@contextmanager
+def paused_scheduler(settings: Settings) -> Iterator[BaseScheduler]:
+    """A scheduler on the settings' job store, started paused (it runs nothing), shut down on exit."""
     scheduler = build_scheduler(settings)
     scheduler.start(paused=True)
     try:
-        ensure_jobs(scheduler, settings)
-        scheduler.modify_job(MONTHLY_ID, next_run_time=owed)
+        yield scheduler
     finally:
         scheduler.shutdown()
+
+
+def seed(settings: Settings, owed: datetime) -> None:
+    """A job store whose monthly job owes a run at ``owed``, as after a machine was off."""
+    Ledger(settings.ledger_url).close()  # creates state/
+    with paused_scheduler(settings) as scheduler:
+        ensure_jobs(scheduler, settings)
+        scheduler.modify_job(MONTHLY_ID, next_run_time=owed)
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -438,8 +432,8 @@ def test_a_run_missed_while_down_is_made_up_once_within_the_grace(
     with running_scheduler(settings) as running:
         wait_for(lambda: running.scheduler.get_job(MONTHLY_ID).next_run_time > now)
     # leaving waits for the job to finish
-    assert len(sent(newsletter.root, month)) == (2 if runs else 0)
-    assert len(reports(newsletter.root)) == (1 if runs else 0)
+    assert len(newsletter.outbox(month)) == (2 if runs else 0)
+    assert len(reports(newsletter)) == (1 if runs else 0)
     missed = "missed by more than NEWSLETTER_MISFIRE_GRACE (1 minute): skipped" in caplog.text
     assert missed is not runs
     verdict = "running it now" if runs else "too late: it will be skipped"
@@ -464,8 +458,8 @@ def test_a_send_at_send_cut_short_by_a_crash_is_finished_after_a_restart(
         wait_for(lambda: attempts.state("2030-01", at) == DONE)
     ledger.close()
     assert "2030-01: its send_at send was cut short when the scheduler stopped" in caplog.text
-    assert len(sent(newsletter.root, "2030-01")) == 2
-    [told] = reports(newsletter.root)
+    assert len(newsletter.outbox("2030-01")) == 2
+    [told] = reports(newsletter)
     assert str(told["Subject"]).startswith("newsletter: 2030-01 sent to 2 (send_at run, ")
 
 
@@ -478,31 +472,23 @@ def test_a_restart_keeps_an_owed_run_and_moves_a_future_one_to_a_new_send_time(
     seed(settings, owed)
     monkeypatch.setenv("NEWSLETTER_SEND_TIME", "10:30")
     moved = load_settings(newsletter.root)
-    scheduler = build_scheduler(moved)
-    scheduler.start(paused=True)
-    try:
+    with paused_scheduler(moved) as scheduler:
         job = ensure_jobs(scheduler, moved, now)
         # replace_existing=True would have dropped it, and so would APScheduler's
         # last pass at shutdown (in seed(), with the run due) but for Scheduler
         assert job.next_run_time == owed
         assert "hour='10', minute='30'" in repr(job.trigger)
         scheduler.modify_job(MONTHLY_ID, next_run_time=now + timedelta(days=1))
-    finally:
-        scheduler.shutdown()
     monkeypatch.setenv("NEWSLETTER_SEND_TIME", "11:00")
     later = load_settings(newsletter.root)
-    scheduler = build_scheduler(later)
-    scheduler.start(paused=True)
-    try:
+    with paused_scheduler(later) as scheduler:
         job = ensure_jobs(scheduler, later, now)
         assert job.next_run_time == monthly_trigger(later).get_next_fire_time(None, now)
         assert job.next_run_time.hour == 11
-    finally:
-        scheduler.shutdown()
 
 
 def test_sigterm_stops_the_scheduler_with_exit_0_and_a_second_one_is_refused(newsletter: Newsletter) -> None:
-    env = {**os.environ, "NEWSLETTER_ROOT": str(newsletter.root), "NEWSLETTER_TIMEZONE": "Europe/Oslo"}
+    env = newsletter.env(NEWSLETTER_TIMEZONE="Europe/Oslo")
     proc = subprocess.Popen(
         [sys.executable, "-m", "newsletter", "schedule"],
         env=env,
@@ -603,12 +589,12 @@ def test_through_sendgrid_the_report_is_mailed_to_the_author(
         told = by_address[EDITOR]
         assert told.subject == "newsletter: 2030-01 sent to 2 (1st of the month run, 2030-01-01 09:00 CET)"
         assert "sent now 2, sent before 0, skipped 1, failed 0, in doubt 0" in told.text
-        assert reports(newsletter.root) == []
+        assert reports(newsletter) == []
         # without an address the report stays on disk, and the log says so
         monkeypatch.delenv("NEWSLETTER_AUTHOR_EMAIL")
         quiet = load_settings(newsletter.root)
         assert finish(quiet, run_once(quiet, JAN_1, kind=MONTHLY)).startswith("written to ")
-        [kept] = reports(newsletter.root)
+        [kept] = reports(newsletter)
         assert kept["To"] is None and "sent now 0, sent before 2" in text_of(kept)
     finally:
         fake.stop()

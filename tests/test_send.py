@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import email
-import email.policy
+import email.message
 import os
 import random
 import signal
@@ -12,26 +11,13 @@ import sys
 import time
 from pathlib import Path
 
-from newsletter.delivery.ledger import Ledger
-
-from conftest import Newsletter
-
-HEADER = "email,name,topics,status\n"
+from conftest import Newsletter, july_readers, read_eml
 
 
-def outbox(root: Path, issue: str = "2021-07") -> list[Path]:
-    folder = root / "outbox" / issue
-    return sorted(folder.glob("*.eml")) if folder.is_dir() else []
-
-
-def parse(path: Path) -> email.message.EmailMessage:
-    return email.message_from_bytes(path.read_bytes(), policy=email.policy.default)  # type: ignore[return-value]
-
-
-def by_recipient(root: Path, issue: str = "2021-07") -> dict[str, list[email.message.EmailMessage]]:
+def by_recipient(nl: Newsletter, issue: str = "2021-07") -> dict[str, list[email.message.EmailMessage]]:
     found: dict[str, list[email.message.EmailMessage]] = {}
-    for path in outbox(root, issue):
-        msg = parse(path)
+    for path in nl.outbox(issue):
+        msg = read_eml(path)
         found.setdefault(msg["To"].addresses[0].addr_spec.lower(), []).append(msg)
     return found
 
@@ -40,14 +26,14 @@ def test_send_writes_one_wellformed_message_per_active_matching_reader(samples: 
     result = samples.cli("send", "2021-07", "--yes")
     assert result.exit_code == 0, result.stderr
     assert "warning: NEWSLETTER_FROM, NEWSLETTER_SECRET, NEWSLETTER_UNSUBSCRIBE_MAILTO not set" in result.stderr
-    received = by_recipient(samples.root)
+    received = by_recipient(samples)
     # gus (Placebo only) matches nothing in July; ivan unsubscribed; jo bounced
     assert "gus.novak@example.org" not in received
     assert "ivan.petrov@example.org" not in received and "jo.mensah@example.org" not in received
     assert all(len(msgs) == 1 for msgs in received.values())
     assert "ana.silva@example.org" in received and "dev.patel@example.org" in received
     msg = received["lea.rossi@example.org"][0]
-    raw = next(p for p in outbox(samples.root) if parse(p)["To"].addresses[0].username == "lea.rossi").read_bytes()
+    raw = next(p for p in samples.outbox() if read_eml(p)["To"].addresses[0].username == "lea.rossi").read_bytes()
     unsubscribe_line = next(line for line in raw.split(b"\r\n") if line.startswith(b"List-Unsubscribe:"))
     assert b"=?" not in unsubscribe_line  # not mangled into RFC 2047 encoded words
     assert msg.get_content_type() == "multipart/alternative"
@@ -66,28 +52,28 @@ def test_send_writes_one_wellformed_message_per_active_matching_reader(samples: 
 
 def test_second_send_sends_nothing_and_says_so(samples: Newsletter) -> None:
     assert samples.cli("send", "2021-07", "--yes").exit_code == 0
-    before = outbox(samples.root)
+    before = samples.outbox()
     again = samples.cli("send", "2021-07", "--yes")
     assert again.exit_code == 0
     assert "nothing to send: 2021-07 has gone to every reader" in again.stdout
-    assert outbox(samples.root) == before
+    assert samples.outbox() == before
 
 
 def test_reader_added_later_gets_it_on_next_send(samples: Newsletter) -> None:
     samples.cli("send", "2021-07", "--yes")
-    count = len(outbox(samples.root))
+    count = len(samples.outbox())
     with open(samples.root / "subscribers" / "sample.csv", "a", encoding="utf-8") as handle:
         handle.write("new.reader@example.org,New Reader,all,active\n")
     result = samples.cli("send", "2021-07", "--yes")
     assert result.exit_code == 0
-    assert len(outbox(samples.root)) == count + 1
-    assert "new.reader@example.org" in by_recipient(samples.root)
+    assert len(samples.outbox()) == count + 1
+    assert "new.reader@example.org" in by_recipient(samples)
 
 
 def test_names_are_escaped_in_html_and_raw_in_text(samples: Newsletter) -> None:
-    samples.write("subscribers/sample.csv", HEADER + "bob@example.org,Bob <b>,all,\nco@example.org,Chloé & Co,all,\n")
+    samples.subscribers("bob@example.org,Bob <b>,all,\nco@example.org,Chloé & Co,all,\n")
     assert samples.cli("send", "2021-07", "--yes").exit_code == 0
-    received = by_recipient(samples.root)
+    received = by_recipient(samples)
     for address, raw, escaped in (
         ("bob@example.org", "Bob <b>", "Bob &lt;b&gt;"),
         ("co@example.org", "Chloé & Co", "Chloé &amp; Co"),
@@ -100,84 +86,95 @@ def test_draft_and_invalid_issues_are_refused(samples: Newsletter) -> None:
     draft = samples.cli("send", "2021-03", "--yes")
     assert draft.exit_code == 1
     assert "fails `newsletter check`" in draft.stderr or "is a draft" in draft.stderr
-    assert outbox(samples.root, "2021-03") == []
+    assert samples.outbox("2021-03") == []
 
 
 def test_dry_run_hands_nothing_over_and_writes_no_ledger(samples: Newsletter) -> None:
     result = samples.cli("send", "2021-07", "--dry-run")
     assert result.exit_code == 0
     assert "would send now" in result.stdout
-    assert outbox(samples.root) == []
-    assert Ledger(f"sqlite:///{samples.root / 'state' / 'newsletter.db'}").counts("2021-07") == {}
+    assert samples.outbox() == []
+    assert samples.ledger().counts("2021-07") == {}
 
 
 def test_test_send_marks_subject_and_leaves_ledger_alone(samples: Newsletter) -> None:
     result = samples.cli("send", "2021-07", "--test", "me@example.org", "--test", "you@example.org")
     assert result.exit_code == 0, result.stderr
-    tests = sorted((samples.root / "outbox" / "2021-07" / "test").glob("*.eml"))
+    tests = samples.outbox("2021-07/test")
     assert len(tests) == 3 * 2  # every variant of a 2-summary issue, to both addresses
-    assert all(str(parse(p)["Subject"]).startswith("[TEST] ") for p in tests)
-    assert outbox(samples.root) == []
-    assert Ledger(f"sqlite:///{samples.root / 'state' / 'newsletter.db'}").counts("2021-07") == {}
+    assert all(str(read_eml(p)["Subject"]).startswith("[TEST] ") for p in tests)
+    assert samples.outbox() == []
+    assert samples.ledger().counts("2021-07") == {}
 
 
 def test_strict_refuses_bad_rows_before_sending(samples: Newsletter) -> None:
-    samples.write("subscribers/bad.csv", HEADER + "not-an-address,X,all,\n")
+    samples.subscribers("not-an-address,X,all,\n", name="bad")
     strict = samples.cli("send", "2021-07", "--yes", "--strict")
     assert strict.exit_code == 1 and "subscribers/bad.csv:2: error: invalid address" in strict.stderr
-    assert outbox(samples.root) == []
+    assert samples.outbox() == []
     lenient = samples.cli("send", "2021-07", "--yes")
     # The others are sent; the row not read is named and makes the run fail.
     assert lenient.exit_code == 1 and "subscribers/bad.csv:2: error: invalid address" in lenient.stdout
     assert "not read: subscribers/bad.csv:2: error: invalid address" in lenient.stdout
-    assert len(outbox(samples.root)) > 0
-
-
-def many_readers(newsletter: Newsletter, n: int) -> None:
-    topics = ["all", "anxiety", "Therapist Factors", "depression;outcomes", "training", "feedback;trauma"]
-    rows = [f"reader{i}@example.org,Reader {i},{topics[i % len(topics)]},\n" for i in range(n)]
-    newsletter.write("subscribers/sample.csv", HEADER + "".join(rows))
+    assert len(samples.outbox()) > 0
 
 
 def cli_process(newsletter: Newsletter, *args: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "NEWSLETTER_ROOT": str(newsletter.root)}
+    env = newsletter.env()
     return subprocess.Popen(
         [sys.executable, "-m", "newsletter", *args], env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
 
 
-def expected_readers(n: int) -> int:
-    # "training" matches no July summary: those readers are skipped
-    return n - n // 6 - (1 if n % 6 > 4 else 0)
+def messages_in(folder: Path) -> int:
+    """How many messages the outbox holds in ``folder``: ``Newsletter.outbox`` without its sort, to poll it."""
+    return sum(entry.name.endswith(".eml") for entry in os.scandir(folder)) if folder.is_dir() else 0
 
 
 def test_sigkill_at_any_moment_then_rerun_sends_everyone_exactly_once(samples: Newsletter) -> None:
     n = 3000
-    many_readers(samples, n)
+    samples.readers(n)
+    everyone = july_readers(n)
     rng = random.Random(7)
-    for _ in range(4):
+    # Four random moments of the send itself, never before it starts nor after it ends: when the outbox
+    # (a batch is 200 messages) reaches a random count below 80% of everyone, and a random 0-50 ms later.
+    for moment in sorted(rng.sample(range(1, len(everyone) * 4 // 5), 4)):
+        before = len(samples.outbox())
+        target = max(moment, before + 1)  # a run that starts past the moment is killed once it has sent one
         proc = cli_process(samples, "send", "2021-07", "--yes")
-        time.sleep(rng.uniform(0.3, 2.5))
+        while messages_in(samples.root / "outbox" / "2021-07") < target:
+            assert proc.poll() is None, f"the send ended before it could be killed: {proc.communicate()}"
+            time.sleep(0.002)
+        time.sleep(rng.uniform(0, 0.05))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+        # Proof that the kill landed mid-send: the process was still running (a finished one exits 0),
+        # it had handed over messages of its own, and some readers were still to go.
+        assert proc.returncode == -signal.SIGKILL, proc.communicate()
+        after = len(samples.outbox())
+        with samples.ledger() as ledger:
+            counts = ledger.counts("2021-07")
+        assert before < after < len(everyone), (before, after, counts)
+        assert counts.get("sent", 0) < len(everyone), counts
     final = cli_process(samples, "send", "2021-07", "--yes")
     _out, err = final.communicate(timeout=300)
     assert final.returncode == 0, err
-    received = by_recipient(samples.root)
-    assert len(received) == expected_readers(n)
+    received = by_recipient(samples)
+    assert set(received) == everyone
     assert all(len(msgs) == 1 for msgs in received.values())
-    counts = Ledger(f"sqlite:///{samples.root / 'state' / 'newsletter.db'}").counts("2021-07")
-    assert counts.get("sent") == expected_readers(n) and "failed" not in counts and "in_doubt" not in counts
+    with samples.ledger() as ledger:
+        counts = ledger.counts("2021-07")
+    assert counts.get("sent") == len(everyone) and "failed" not in counts and "in_doubt" not in counts
 
 
 def test_two_sends_at_once_never_send_anyone_twice(samples: Newsletter) -> None:
     n = 3000
-    many_readers(samples, n)
+    samples.readers(n)
     procs = [cli_process(samples, "send", "2021-07", "--yes") for _ in range(2)]
     outputs = [proc.communicate(timeout=300) for proc in procs]
     assert [proc.returncode for proc in procs] == [0, 0], outputs
-    received = by_recipient(samples.root)
-    assert len(received) == expected_readers(n)
+    received = by_recipient(samples)
+    assert set(received) == july_readers(n)
     assert all(len(msgs) == 1 for msgs in received.values())
     assert not any("already in the outbox" in out for out, _ in outputs)
 
@@ -219,16 +216,16 @@ print(report.sent, len(report.in_doubt))
 
 def test_batch_killed_in_flight_is_in_doubt_and_resent_only_when_asked(newsletter: Newsletter) -> None:
     newsletter.issue()
-    newsletter.write("subscribers/r.csv", HEADER + "".join(f"r{i}@example.org,R{i},all,\n" for i in range(45)))
+    newsletter.subscribers("".join(f"r{i}@example.org,R{i},all,\n" for i in range(45)))
     script = newsletter.write("killer.py", KILLER)
-    env = {**os.environ, "NEWSLETTER_ROOT": str(newsletter.root)}
+    env = newsletter.env()
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, str(script), *args], env=env, capture_output=True, text=True)
 
     died = run("die", "no")
     assert died.returncode == -signal.SIGKILL
-    ledger = Ledger(f"sqlite:///{newsletter.root / 'state' / 'newsletter.db'}")
+    ledger = newsletter.ledger()
     assert ledger.counts("2030-01") == {"sent": 20, "sending": 10}
     again = run("live", "no")
     assert again.stdout.split() == ["15", "10"]  # the rest sent; the in-flight batch reported, not resent

@@ -9,14 +9,10 @@ from collections.abc import Iterator
 import pytest
 
 from newsletter.delivery.backends.sendgrid import PayloadError, SendGridBackend, validate
-from newsletter.delivery.ledger import Ledger
 from newsletter.errors import BatchFailed
 
-from conftest import Newsletter
+from conftest import Newsletter, july_readers
 from fake_sendgrid import FakeSendGrid
-
-HEADER = "email,name,topics,status\n"
-TOPICS = ["all", "anxiety", "Therapist Factors", "depression;outcomes", "training", "feedback;trauma"]
 
 
 @pytest.fixture
@@ -42,25 +38,12 @@ def env_for(fake: FakeSendGrid, **extra: str) -> dict[str, str]:
     }
 
 
-def readers(newsletter: Newsletter, n: int, extra: str = "") -> None:
-    rows = [f"reader{i}@example.org,Reader {i},{TOPICS[i % len(TOPICS)]},\n" for i in range(n)]
-    newsletter.write("subscribers/sample.csv", HEADER + "".join(rows) + extra)
-
-
-def ledger_of(newsletter: Newsletter) -> Ledger:
-    return Ledger(f"sqlite:///{newsletter.root / 'state' / 'newsletter.db'}")
-
-
-def expected(n: int) -> set[str]:
-    return {f"reader{i}@example.org" for i in range(n) if TOPICS[i % len(TOPICS)] != "training"}
-
-
 def test_each_reader_gets_their_variant_once_in_few_requests(samples: Newsletter, fake: FakeSendGrid) -> None:
-    readers(samples, 2400, extra="bob@example.org,Bob <b>,all,\nco@example.org,Chloé & Co,all,\n")
+    samples.readers(2400, extra="bob@example.org,Bob <b>,all,\nco@example.org,Chloé & Co,all,\n")
     result = samples.cli("send", "2021-07", "--yes", env=env_for(fake))
     assert result.exit_code == 0, result.stdout + result.stderr
     got = fake.by_reader()
-    assert set(got) == expected(2400) | {"bob@example.org", "co@example.org"}
+    assert set(got) == july_readers(2400) | {"bob@example.org", "co@example.org"}
     assert all(len(messages) == 1 for messages in got.values())
     # one request serves many readers: variants of 1,000-reader batches
     assert len(fake.requests) <= 6 and max(len(r["personalizations"]) for r in fake.requests) <= 1000
@@ -87,7 +70,7 @@ def test_each_reader_gets_their_variant_once_in_few_requests(samples: Newsletter
     assert "Chloé &amp; Co" in co.html and "Chloé & Co" in co.text
     assert fake.requests[0]["content"][0]["type"] == "text/plain"
     assert fake.requests[0]["reply_to"] == {"email": "editor@pprnet.example.org"}
-    assert ledger_of(samples).counts("2021-07")["sent"] == len(got)
+    assert samples.ledger().counts("2021-07")["sent"] == len(got)
     again = samples.cli("send", "2021-07", "--yes", env=env_for(fake))
     assert again.exit_code == 0 and "nothing to send" in again.stdout
     assert len(fake.received) == len(got)
@@ -97,12 +80,12 @@ def test_each_reader_gets_their_variant_once_in_few_requests(samples: Newsletter
 def test_retryable_faults_are_survived_without_duplicates(
     samples: Newsletter, fake: FakeSendGrid, faults: list[str]
 ) -> None:
-    readers(samples, 1300)
+    samples.readers(1300)
     fake.faults.extend(faults)
     result = samples.cli("send", "2021-07", "--yes", env=env_for(fake))
     assert result.exit_code == 0, result.stdout + result.stderr
     got = fake.by_reader()
-    assert set(got) == expected(1300)
+    assert set(got) == july_readers(1300)
     assert all(len(m) == 1 for m in got.values())
     assert not fake.faults  # every fault was met
 
@@ -111,25 +94,25 @@ def test_retryable_faults_are_survived_without_duplicates(
 def test_answer_lost_after_handover_is_in_doubt_not_resent(samples: Newsletter, fake: FakeSendGrid, fault: str) -> None:
     # Once the whole request is written, a timeout or a dropped connection
     # cannot tell "accepted" from "not": the batch is in doubt, not retried.
-    readers(samples, 1300)
+    samples.readers(1300)
     fake.faults.append(fault)
     fake.slow_seconds = 2.5
     result = samples.cli("send", "2021-07", "--yes", env=env_for(fake))
     assert result.exit_code == 1  # in doubt needs the author's decision
-    in_doubt = ledger_of(samples).counts("2021-07").get("in_doubt", 0)
+    in_doubt = samples.ledger().counts("2021-07").get("in_doubt", 0)
     assert in_doubt > 0 and "in doubt: reader" in result.stdout
     again = samples.cli("send", "2021-07", "--yes", env=env_for(fake))
     assert again.exit_code == 1 and "in doubt: reader" in again.stdout
     got = fake.by_reader()
     assert all(len(m) == 1 for m in got.values())  # nobody twice
     accepted = fault != "drop-before"
-    assert (set(got) == expected(1300)) is accepted
-    assert ledger_of(samples).counts("2021-07").get("in_doubt") == in_doubt
+    assert (set(got) == july_readers(1300)) is accepted
+    assert samples.ledger().counts("2021-07").get("in_doubt") == in_doubt
     if not accepted:  # the author, knowing better, resends them
         resent = samples.cli("send", "2021-07", "--yes", "--resend-in-doubt", env=env_for(fake))
         assert resent.exit_code == 0
         got = fake.by_reader()
-        assert set(got) == expected(1300) and all(len(m) == 1 for m in got.values())
+        assert set(got) == july_readers(1300) and all(len(m) == 1 for m in got.values())
 
 
 def test_unreachable_host_is_retried_with_backoff_then_failed() -> None:
@@ -150,7 +133,7 @@ def test_unreachable_host_is_retried_with_backoff_then_failed() -> None:
 
 
 def test_a_refused_batch_fails_alone_with_sendgrids_message(samples: Newsletter, fake: FakeSendGrid) -> None:
-    readers(samples, 1300)
+    samples.readers(1300)
     fake.faults.append("400")
     result = samples.cli("send", "2021-07", "--yes", env=env_for(fake))
     assert result.exit_code == 1
@@ -158,18 +141,18 @@ def test_a_refused_batch_fails_alone_with_sendgrids_message(samples: Newsletter,
         "SendGrid refused the batch (400): The from email does not contain a valid address. (field from.email)"
         in result.stdout
     )
-    counts = ledger_of(samples).counts("2021-07")
+    counts = samples.ledger().counts("2021-07")
     assert counts["failed"] > 0 and counts["sent"] > 0
-    assert counts["failed"] + counts["sent"] == len(expected(1300))
+    assert counts["failed"] + counts["sent"] == len(july_readers(1300))
     retry = samples.cli("send", "2021-07", "--yes", env=env_for(fake))
     assert retry.exit_code == 0
-    assert set(fake.by_reader()) == expected(1300)
+    assert set(fake.by_reader()) == july_readers(1300)
 
 
 def test_api_key_never_appears_in_output_or_logs(
     samples: Newsletter, fake: FakeSendGrid, caplog: pytest.LogCaptureFixture
 ) -> None:
-    readers(samples, 10)
+    samples.readers(10)
     caplog.set_level(logging.DEBUG)
     wrong = env_for(fake, SENDGRID_API_KEY="SG.wrong-key-must-not-leak")
     result = samples.cli("send", "2021-07", "--yes", env=wrong)
@@ -183,7 +166,7 @@ def test_api_key_never_appears_in_output_or_logs(
 
 
 def test_suppressions_are_fetched_paged_and_skipped(samples: Newsletter, fake: FakeSendGrid) -> None:
-    readers(samples, 1300)
+    samples.readers(1300)
     fake.suppressions["bounces"] = [f"gone{i}@example.org" for i in range(700)] + ["reader0@example.org"]
     fake.suppressions["spam_reports"] = ["READER2@example.org"]
     fake.group_suppressions[4242] = ["reader3@example.org"]
@@ -201,21 +184,21 @@ def test_suppressions_are_fetched_paged_and_skipped(samples: Newsletter, fake: F
     assert result.exit_code == 0
     got = fake.by_reader()
     assert "reader0@example.org" not in got and "reader2@example.org" not in got and "reader3@example.org" not in got
-    assert set(got) == expected(1300) - {"reader0@example.org", "reader2@example.org", "reader3@example.org"}
-    skipped = {r.email: r.reason for r in ledger_of(samples).rows("2021-07", ["skipped"])}
+    assert set(got) == july_readers(1300) - {"reader0@example.org", "reader2@example.org", "reader3@example.org"}
+    skipped = {r.email: r.reason for r in samples.ledger().rows("2021-07", ["skipped"])}
     assert skipped["reader0@example.org"] == "bounced (SendGrid)"
 
 
 def test_dry_run_builds_and_validates_without_posting(samples: Newsletter, fake: FakeSendGrid) -> None:
-    readers(samples, 1300)
+    samples.readers(1300)
     result = samples.cli("send", "2021-07", "--dry-run", env=env_for(fake))
     assert result.exit_code == 0, result.stdout + result.stderr
     assert (
-        f"would send now │ {len(expected(1300))}" in result.stdout.replace("  ", " ").replace("  ", " ")
-        or str(len(expected(1300))) in result.stdout
+        f"would send now │ {len(july_readers(1300))}" in result.stdout.replace("  ", " ").replace("  ", " ")
+        or str(len(july_readers(1300))) in result.stdout
     )
     assert fake.requests == [] and fake.received == []
-    assert ledger_of(samples).counts("2021-07") == {}
+    assert samples.ledger().counts("2021-07") == {}
 
 
 def test_test_send_goes_through_sendgrid_without_ledger(samples: Newsletter, fake: FakeSendGrid) -> None:
@@ -223,7 +206,7 @@ def test_test_send_goes_through_sendgrid_without_ledger(samples: Newsletter, fak
     assert result.exit_code == 0, result.stderr
     assert [m.subject for m in fake.received] == ["[TEST] " + fake.received[0].subject.removeprefix("[TEST] ")] * 3
     assert sorted(m.custom_args["variant"] for m in fake.received) == ["01", "02", "all"]
-    assert ledger_of(samples).counts("2021-07") == {}
+    assert samples.ledger().counts("2021-07") == {}
 
 
 def test_real_send_refuses_without_unsubscribe_group_or_sender(samples: Newsletter, fake: FakeSendGrid) -> None:

@@ -10,12 +10,8 @@ from hypothesis import strategies as st
 from newsletter.audience.personalise import NO_MATCH, plan_audience
 from newsletter.audience.subscribers import normalize_email, read_subscribers
 from newsletter.content.loader import load_issue
-from newsletter.content.taxonomy import load_taxonomy
 
-from conftest import GOOD_SUMMARY, REPO, Newsletter
-
-TAXONOMY = load_taxonomy(REPO / "issues" / "topics.yaml")
-HEADER = "email,name,topics,status\n"
+from conftest import GOOD_SUMMARY, REPO, SUBSCRIBERS_HEADER, TAXONOMY, Newsletter
 
 
 def check(newsletter: Newsletter, **files: str) -> list[str]:
@@ -36,7 +32,7 @@ def test_sample_subscribers_are_clean() -> None:
 def test_every_row_problem_is_reported_with_line(newsletter: Newsletter) -> None:
     lines = check(
         newsletter,
-        a=HEADER
+        a=SUBSCRIBERS_HEADER
         + (
             "ok@example.org,Ok,empathy,\n"
             "not-an-address,X,empathy,\n"
@@ -47,7 +43,7 @@ def test_every_row_problem_is_reported_with_line(newsletter: Newsletter) -> None
             "w@example.org,W,empathy;zzqx,active\n"
             "short@example.org,Short\n"
         ),
-        b=HEADER + "ok@EXAMPLE.ORG,Again,all,\n",
+        b=SUBSCRIBERS_HEADER + "ok@EXAMPLE.ORG,Again,all,\n",
     )
     assert lines == [
         "subscribers/a.csv:3: error: invalid address 'not-an-address': An email address must have an @-sign.",
@@ -62,7 +58,7 @@ def test_every_row_problem_is_reported_with_line(newsletter: Newsletter) -> None
 
 
 def test_bom_and_missing_columns(newsletter: Newsletter) -> None:
-    assert check(newsletter, a="\ufeff" + HEADER + "a@example.org,A,all,\n") == []
+    assert check(newsletter, a="\ufeff" + SUBSCRIBERS_HEADER + "a@example.org,A,all,\n") == []
     assert check(newsletter, b="mail,name\nx@example.org,X\n") == [
         "subscribers/b.csv:1: error: malformed CSV: header lacks column(s) email, topics; expected email,name,topics[,status]"
     ]
@@ -106,18 +102,15 @@ def test_personalisation_rule(newsletter: Newsletter) -> None:
         }
     )
     issue = load_issue(folder, TAXONOMY)
-    newsletter.write(
-        "subscribers/r.csv",
-        HEADER
-        + (
-            "all@example.org,All,all,\n"
-            "emp@example.org,Emp,empathy,\n"
-            "tra@example.org,Tra,ptsd,\n"
-            "none@example.org,None,Placebo Effect,\n"
-            "gone@example.org,Gone,all,unsubscribed\n"
-            "bad@example.org,Bad,all,bounced\n"
-            "emp2@example.org,Emp2,EMPATHY;Therapist Factors,\n"
-        ),
+    newsletter.subscribers(
+        "all@example.org,All,all,\n"
+        "emp@example.org,Emp,empathy,\n"
+        "tra@example.org,Tra,ptsd,\n"
+        "none@example.org,None,Placebo Effect,\n"
+        "gone@example.org,Gone,all,unsubscribed\n"
+        "bad@example.org,Bad,all,bounced\n"
+        "emp2@example.org,Emp2,EMPATHY;Therapist Factors,\n",
+        name="r",
     )
     readers = read_subscribers(newsletter.root / "subscribers", TAXONOMY).subscribers
     audience = plan_audience(issue, readers)

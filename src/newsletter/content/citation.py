@@ -19,12 +19,13 @@ from dataclasses import dataclass
 from newsletter.content.markdown import plain
 
 # "(2021)", "(2021a)", "(2021, March 3)", "(n.d.)", "(in press)": the first one ends the authors.
-YEAR = re.compile(r"\(\s*(?P<year>\d{4})[a-z]?(?:,[^)]*)?\)\.?|\((?:n\.\s?d\.|in press)\)\.?", re.IGNORECASE)
+# Digits are ASCII ([0-9], not \d, which takes any script's): metadata wants a year like 2021.
+YEAR = re.compile(r"\(\s*(?P<year>[0-9]{4})[a-z]?(?:,[^)]*)?\)\.?|\((?:n\.\s?d\.|in press)\)\.?", re.IGNORECASE)
 # Initials: "F.", "J.P.", "H. A.", "M.-C.", "Å."; anything else after a comma is a surname.
 INITIALS = re.compile(r"^(?:[^\W\d_][a-z]?\.\s*-?\s*)+$")
 # The end of a journal reference: "Journal, 58(1), 160–171." or "Journal, 35, 844-850."
 SOURCE = re.compile(
-    r"^(?P<title>.+?[.?!])\s+(?P<journal>[^.?!]+?),\s*(?P<volume>\d+)\s*(?:\((?P<issue>[^)]+)\))?"
+    r"^(?P<title>.+?[.?!])\s+(?P<journal>[^.?!]+?),\s*(?P<volume>[0-9]+)\s*(?:\((?P<issue>[^)]+)\))?"
     r"(?:,\s*(?P<pages>[^,.\s]+(?:\s*[-–—]\s*[^,.\s]+)?))?\s*\.?$"
 )
 ONLINE_FIRST = re.compile(
@@ -80,14 +81,7 @@ def first_author(citation: str) -> str | None:
 
 
 def parse_apa(text: str) -> Citation:
-    """Parse an APA reference as far as it goes; never raises."""
-    try:
-        return _parse(text)
-    except Exception:
-        return Citation(text=text)
-
-
-def _parse(text: str) -> Citation:
+    """Parse an APA reference as far as it goes; never raises (proven by property tests, not by a catch-all)."""
     # Authors may italicise the journal and volume (*Psychotherapy, 58*): metadata wants bare text.
     flat = " ".join(plain(text).split())
     year_match = YEAR.search(flat)
@@ -137,16 +131,18 @@ def parse_authors(text: str) -> tuple[Author, ...]:
     """
     text = text.strip()
     text = re.sub(r"\s*(?:,\s*)?&\s*", ", ", text)
-    text = re.sub(r"\bet al\b\.?|\.\.\.|…", "", text)
+    # Dropped as a separator, never joining what stood either side of it into one name.
+    text = re.sub(r"\bet al\b\.?|\.\.\.|…", ",", text)
     parts = [p.strip() for p in text.split(",") if p.strip()]
     authors: list[Author] = []
     i = 0
     while i < len(parts):
         family = parts[i]
         given = parts[i + 1] if i + 1 < len(parts) and INITIALS.match(parts[i + 1]) else ""
-        if not INITIALS.match(family):
-            # A group author ends with APA's period before the year: "Association. (2020)".
-            authors.append(Author(family=family.rstrip(". "), given=_spaced(given)))
+        # A group author ends with APA's period before the year: "Association. (2020)".
+        name = family.rstrip(". ")
+        if name and not INITIALS.match(family):  # a stray "." is no one
+            authors.append(Author(family=name, given=_spaced(given)))
         i += 2 if given else 1
     return tuple(authors)
 
