@@ -457,12 +457,15 @@ def test_unknown_mjml_element_is_an_error_not_silently_dropped(rich: Newsletter)
         render(rich)
 
 
-def test_missing_templates_folder_is_a_config_error(rich: Newsletter) -> None:
-    from newsletter.errors import ConfigError
-
+def test_a_template_the_author_removed_comes_from_the_package(rich: Newsletter) -> None:
+    own, _ = render(rich)
     (rich.root / "templates" / "email.txt.j2").unlink()
-    with pytest.raises(ConfigError, match=r"template email\.txt\.j2 not found"):
-        render(rich)
+    (rich.root / "templates" / "_footer.mjml.j2").write_text(
+        "<mj-section><mj-column><mj-text>MY FOOTER</mj-text></mj-column></mj-section>\n"
+    )
+    variant, _ = render(rich)
+    assert variant.text == own.text  # the packaged email.txt.j2, the same as the copy that was removed
+    assert "MY FOOTER" in variant.html  # the author's own template still wins
 
 
 # --- contrast ----------------------------------------------------------------------

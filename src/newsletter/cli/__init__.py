@@ -5,6 +5,7 @@ prints. Our exceptions become a clean message and an exit code here and
 nowhere else (``app.fail_cleanly``).
 
     app       the Typer app, console, workspace, clean failures (shared)
+    start     init, new, templates diff
     content   check, build, topics, issues
     preview   preview
     readers   subscribers check|list, audience
@@ -17,7 +18,7 @@ May import every package; nothing imports it.
 
 # Importing a command module registers its commands, in this order in --help.
 # isort: off
-from newsletter.cli import content, preview, readers, sending, archive, schedule  # noqa: F401
+from newsletter.cli import start, content, preview, readers, sending, archive, schedule  # noqa: F401
 
 # isort: on
 from newsletter.cli.app import app

@@ -17,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sqlalchemy.exc import SQLAlchemyError
 
 from newsletter import __version__
-from newsletter.content.workspace import Workspace
+from newsletter.content.workspace import TOPICS_FILE, Workspace
 from newsletter.errors import ConfigError, ContentError, NewsletterError, Problem
 from newsletter.settings import load_settings
 
@@ -41,15 +41,31 @@ class State:
     @property
     def workspace(self) -> Workspace:
         if self.loaded is None:
-            self.loaded = Workspace(load_settings(self.root_option))
+            settings = load_settings(self.root_option)
+            if not (settings.issues_dir / TOPICS_FILE).is_file():
+                # Without this, `check` in an empty folder would say "0 issues checked: ok".
+                raise ConfigError(
+                    f"{settings.root} is not a newsletter folder (it has no issues/{TOPICS_FILE}): "
+                    "start one with `newsletter init`"
+                )
+            self.loaded = Workspace(settings)
         return self.loaded
+
+
+def _state(ctx: typer.Context) -> State:
+    state = ctx.find_object(State)
+    assert state is not None, "the app callback sets ctx.obj"
+    return state
 
 
 def workspace(ctx: typer.Context) -> Workspace:
     """The newsletter folder of this invocation (settings are loaded on first use)."""
-    state = ctx.find_object(State)
-    assert state is not None, "the app callback sets ctx.obj"
-    return state.workspace
+    return _state(ctx).workspace
+
+
+def root_option(ctx: typer.Context) -> Path | None:
+    """The folder named by --root or NEWSLETTER_ROOT, if any (for commands that make a folder)."""
+    return _state(ctx).root_option
 
 
 def _version(value: bool) -> None:

@@ -32,6 +32,7 @@ from jinja2 import (
 )
 from markupsafe import Markup, escape
 
+from newsletter import defaults
 from newsletter.content import markdown
 from newsletter.errors import RenderError
 from newsletter.render.sourcemap import LineMarks
@@ -111,6 +112,20 @@ def make_environment(*folders: Path, globals_: Mapping[str, Any] | None = None) 
     return env
 
 
+def template_folders(own: Path, default: Path) -> list[Path]:
+    """Where templates are looked for: the author's folder first, then the packaged default.
+
+    A template the author did not copy (or deleted) comes from the package,
+    so an upgrade brings fixed templates to whoever never customised them.
+    """
+    own, default = own.resolve(), default.resolve()
+    return [own, default] if own.is_dir() and own != default else [default]
+
+
+def has_template(folders: list[Path], name: str) -> bool:
+    return any((folder / name).is_file() for folder in folders)
+
+
 def render_template(env: Environment, name: str, context: Mapping[str, Any], templates_dir: Path) -> str:
     """Render template ``name``; a failure is a RenderError naming ``templates/NAME:LINE``."""
     try:
@@ -120,19 +135,30 @@ def render_template(env: Environment, name: str, context: Mapping[str, Any], tem
 
 
 def template_error(err: TemplateError, templates_dir: Path) -> RenderError:
-    """A Jinja error as ``templates/NAME:LINE: message``."""
+    """A Jinja error as ``templates/NAME:LINE: message``.
+
+    ``templates_dir`` is the author's folder; a template that came from the
+    package says so (``templates/NAME:LINE (packaged default)``).
+    """
+    label = templates_dir.name
     if isinstance(err, TemplateNotFound):
-        return RenderError(f"{templates_dir.name}/{err.name}: template not found in {templates_dir}")
-    name, line = None, None
+        return RenderError(f"{label}/{err.name}: template not found in {templates_dir}")
+    name, line, default = None, None, False
     if isinstance(err, TemplateSyntaxError):
         name, line = err.name, err.lineno
+        default = err.filename is not None and not Path(err.filename).is_relative_to(templates_dir)
     else:
         # Runtime errors (UndefinedError...) carry no position; Jinja rewrites
         # the traceback so the template's frames point at template lines.
         for frame in reversed(traceback.extract_tb(err.__traceback__)):
             path = Path(frame.filename)
-            if path.parent == templates_dir or templates_dir in path.parents:
+            if path.is_relative_to(templates_dir) and path.suffix == ".j2":
                 name, line = path.relative_to(templates_dir).as_posix(), frame.lineno
                 break
-    where = f"{templates_dir.name}/{name}:{line}" if name else f"{templates_dir.name}"
+            if path.is_relative_to(defaults.TEMPLATES) and path.suffix == ".j2":
+                name, line, default = path.relative_to(defaults.TEMPLATES).as_posix(), frame.lineno, True
+                break
+    where = f"{label}/{name}:{line}" if name else label
+    if default:
+        where += " (packaged default)"
     return RenderError(f"{where}: {type(err).__name__}: {err.message or err}")

@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from newsletter import defaults
 from newsletter.content import urls
 from newsletter.content.model import Issue, Summary
 from newsletter.errors import ConfigError
-from newsletter.render.environment import make_environment
+from newsletter.render.environment import has_template, make_environment, template_folders
 from newsletter.render.mjml import MjmlRenderer
 from newsletter.render.text import TextRenderer
 from newsletter.render.variant import NAME, PREFERENCES_URL, UNSUBSCRIBE_URL, Placeholder, Variant
@@ -77,11 +78,12 @@ class Renderer:
     def __init__(self, settings: Settings, templates_dir: Path | None = None) -> None:
         self.settings = settings
         folder = (templates_dir or settings.templates_dir).resolve()
+        folders = template_folders(folder, defaults.TEMPLATES)
         for name in (HTML_TEMPLATE, TEXT_TEMPLATE):
-            if not (folder / name).is_file():
-                raise ConfigError(f"template {name} not found in {folder}: copy the shipped templates/ folder there")
+            if not has_template(folders, name):  # only if the package itself is broken
+                raise ConfigError(f"template {name} not found in {' or '.join(map(str, folders))}")
         self.templates_dir = folder
-        env = make_environment(folder)
+        env = make_environment(*folders)
         self._html = MjmlRenderer(env, folder)
         self._text = TextRenderer(env, folder)
 

@@ -31,6 +31,7 @@ from typing import Any
 from jinja2 import TemplateError
 from markupsafe import Markup
 
+from newsletter import defaults
 from newsletter.content import markdown
 from newsletter.content.loader import issue_folders, read_issue
 from newsletter.content.model import ISSUE_FILE, Issue
@@ -38,7 +39,7 @@ from newsletter.content.sources import parse_source
 from newsletter.content.urls import absolute, issue_url, summary_url, topic_url
 from newsletter.content.workspace import Workspace
 from newsletter.errors import ConfigError, NewsletterError, Problem, errors_in
-from newsletter.render.environment import make_environment, template_error
+from newsletter.render.environment import has_template, make_environment, template_error, template_folders
 from newsletter.settings import Settings
 from newsletter.support.files import staged_folder
 from newsletter.web import feeds
@@ -123,15 +124,13 @@ class Site:
     def __init__(self, settings: Settings, templates_dir: Path | None = None) -> None:
         self.settings = settings
         folder = (templates_dir or settings.templates_dir / WEB_TEMPLATES).resolve()
+        folders = template_folders(folder, defaults.TEMPLATES / WEB_TEMPLATES)
         for name in TEMPLATES:
-            if not (folder / name).is_file():
-                raise ConfigError(
-                    f"template {WEB_TEMPLATES}/{name} not found in {folder.parent}: "
-                    "copy the shipped templates/web/ folder there"
-                )
+            if not has_template(folders, name):  # only if the package itself is broken
+                raise ConfigError(f"template {WEB_TEMPLATES}/{name} not found in {' or '.join(map(str, folders))}")
         self.templates_dir = folder
         self.env = make_environment(
-            folder,
+            *folders,
             globals_={
                 "site": {"name": settings.name, "base_url": settings.base_url},
                 "json_ld": lambda v: json_ld(v, settings),
