@@ -1,16 +1,21 @@
-"""The newsletter folder: settings, taxonomy and issues found under one root."""
+"""The newsletter folder: settings, taxonomy and issues found under one root.
+
+A Workspace lives as long as one command (or one scheduled run, or one
+preview snapshot) and reads each issue folder once: ``check``, ``read`` and
+``load`` share one reading, so a command never parses a folder twice.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
 from newsletter.content.checks import Checked, check_folder
-from newsletter.content.loader import issue_folders, load_issue, read_issue
+from newsletter.content.loader import issue_folders
 from newsletter.content.model import ISSUE_NAME, Issue, Loaded
 from newsletter.content.taxonomy import Taxonomy, load_taxonomy
-from newsletter.errors import IssueNotFound
+from newsletter.errors import ContentError, IssueNotFound
 from newsletter.settings import Settings
 
 TOPICS_FILE = "topics.yaml"
@@ -21,6 +26,7 @@ class Workspace:
     """Everything the commands need, loaded once and on demand."""
 
     settings: Settings
+    _checked: dict[str, Checked] = field(default_factory=dict, repr=False)
 
     @property
     def root(self) -> Path:
@@ -43,14 +49,22 @@ class Workspace:
         return folder
 
     def check(self, issue_id: str) -> Checked:
-        """Everything ``newsletter check`` says about an issue, and the issue it loaded."""
-        return check_folder(self.folder(issue_id), self.taxonomy)
+        """Everything ``newsletter check`` says about an issue, and the issue it loaded (read once)."""
+        if issue_id not in self._checked:
+            self._checked[issue_id] = check_folder(self.folder(issue_id), self.taxonomy)
+        return self._checked[issue_id]
 
     def read(self, issue_id: str) -> Loaded:
-        return read_issue(self.folder(issue_id), self.taxonomy)
+        """The issue as far as it loads, and every problem (``check``'s reading)."""
+        checked = self.check(issue_id)
+        return Loaded(checked.loaded, checked.problems)
 
     def load(self, issue_id: str) -> Issue:
-        return load_issue(self.folder(issue_id), self.taxonomy)
+        """The issue, which must have no errors (ContentError otherwise)."""
+        checked = self.check(issue_id)
+        if checked.issue is None:
+            raise ContentError(f"issue {issue_id} has errors; run `newsletter check {issue_id}`", checked.errors)
+        return checked.issue
 
     def latest_id(self) -> str:
         ids = self.issue_ids()

@@ -4,6 +4,8 @@
 revision: a new database gets every table, an older one is upgraded in
 place. The ledger opens it; the scheduler's tables share the ledger's
 engine (APScheduler's job store alone connects by itself, to its own table).
+
+May import: ``newsletter.settings``, ``newsletter.errors``, ``newsletter.support``.
 """
 
 from newsletter.db.engine import open_database
