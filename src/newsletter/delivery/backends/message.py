@@ -54,11 +54,11 @@ def _one_line(value: str) -> str:
 
 @lru_cache(maxsize=64)
 def encode_header(value: str, header: str = "Subject") -> str:
-    """An unstructured header value, folded at 78 columns and RFC 2047-encoded if it is not ASCII.
+    """An unstructured header value, folded within 78 columns and RFC 2047-encoded if it is not ASCII.
 
-    ``email.header.Header`` folds (lines of at most 76 characters, within
-    RFC 5322's 78, so encoded words stay within RFC 2047's 75); cached: a send writes the same
-    subject many times. (``email.policy.SMTP.fold`` writes an empty encoded
+    ``email.header.Header`` folds (at 76 characters, within RFC 5322's 78,
+    so encoded words stay within RFC 2047's 75); cached: a send writes the
+    same subject many times. (``email.policy.SMTP.fold`` writes an empty encoded
     word before a non-ASCII one in Python 3.11.)
     """
     value = _one_line(value)
