@@ -307,9 +307,9 @@ class FakeSendGrid:
                         text = text.replace(tag, value)
                     return text
 
-                headers = {}
+                headers = {**body.get("headers", {})}
                 if group is not None:
-                    headers = {
+                    headers |= {
                         "List-Unsubscribe": f"<https://sendgrid.test/unsubscribe/{group}/{token}>",
                         "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
                     }

@@ -25,7 +25,10 @@ def by_recipient(nl: Newsletter, issue: str = "2021-07") -> dict[str, list[email
 def test_send_writes_one_wellformed_message_per_active_matching_reader(samples: Newsletter) -> None:
     result = samples.cli("send", "2021-07", "--yes")
     assert result.exit_code == 0, result.stderr
-    assert "warning: NEWSLETTER_FROM, NEWSLETTER_SECRET, NEWSLETTER_UNSUBSCRIBE_MAILTO not set" in result.stderr
+    assert (
+        "warning: NEWSLETTER_FROM, NEWSLETTER_POSTAL_ADDRESS, NEWSLETTER_SECRET, NEWSLETTER_UNSUBSCRIBE_MAILTO not set"
+        in result.stderr
+    )
     received = by_recipient(samples)
     # gus (Placebo only) matches nothing in July; ivan unsubscribed; jo bounced
     assert "gus.novak@example.org" not in received

@@ -142,6 +142,7 @@ class Settings(BaseSettings):
 SAMPLE_FROM = "PPRNet Research Digest <digest@newsletter.example.org>"
 SAMPLE_SECRET = "sample-secret-do-not-use-for-real-sends"
 SAMPLE_UNSUBSCRIBE_MAILTO = "unsubscribe@newsletter.example.org"
+SAMPLE_POSTAL_ADDRESS = "PPRNet Research Digest (sample address), 1 Example Street, Ottawa ON K1A 0A1, Canada"
 REQUIRED_FOR_REAL_SEND = ("from_address", "postal_address", "secret", "sendgrid_asm_group_id")
 
 
@@ -181,10 +182,12 @@ def weak_secret(secret: str) -> str | None:
 
 
 def with_sample_defaults(settings: Settings) -> tuple[Settings, list[str]]:
-    """Fill the sender and secret with samples (outbox only); say which were filled."""
+    """Fill the sender, postal address and secret with samples (outbox only); say which were filled."""
     filled: dict[str, Any] = {}
     if not settings.from_address:
         filled["from_address"] = SAMPLE_FROM
+    if not settings.postal_address.strip():
+        filled["postal_address"] = SAMPLE_POSTAL_ADDRESS
     if not settings.secret.get_secret_value():
         filled["secret"] = SecretStr(SAMPLE_SECRET)
     if not settings.unsubscribe_mailto:

@@ -10,36 +10,38 @@ Three libraries, each with a trap this module handles where it is called:
   lenient too: an unknown ``<mj-txt>`` is copied into the HTML, so we check.
   ``fonts={}``: a Google Fonts ``<link>`` would be fetched by premailer over a
   network we do not have, and web fonts are off-brief anyway.
-- **premailer** defaults break MJML output: it strips ``!important`` from the
-  responsive media queries (columns stop stacking on phones), drops the
-  lowercase ``<!doctype html>`` MJML writes (quirks mode), fetches over the
-  network, and rewrites links against ``base_url``. All turned off below.
+- **mjml-python** also drops a whitespace-only text node that starts with a
+  newline, so ``<em>a</em>`` + newline + ``<a>b</a>`` (hard-wrapped Markdown,
+  one topic pill per template line) comes out as "ab": ``keep_word_spaces``
+  turns every such run inside content elements into one space first.
+- **premailer** (``inline.py``) writes the ``inline="inline"`` rules onto
+  the elements; everything else stays in ``<head>``.
 """
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import cssutils
 from jinja2 import Environment
 from mjml import mjml2html
-from premailer import Premailer
 
 from newsletter.errors import RenderError
 from newsletter.render.environment import render_template
+from newsletter.render.inline import inline_css, take_inline_styles
 from newsletter.render.sourcemap import SourceMap, find_imbalance
 
-# cssutils logs every vendor property (mso-*, -webkit-*) it does not know as an
-# ERROR; they are deliberate in email CSS.
-cssutils.log.setLevel(logging.CRITICAL)
-logging.getLogger("CSSUTILS").setLevel(logging.CRITICAL)
-
-DOCTYPE = "<!DOCTYPE html>"
-_LEADING_DOCTYPE = re.compile(r"^\s*<!doctype html>", re.IGNORECASE)
+# MJML's "ending tags": their content is HTML, passed through as written.
+# (A tag may hold line marks: they follow every {{ }} in a template line.)
+_CONTENT = re.compile(
+    r"(<(mj-text|mj-button|mj-table)(?=[\s>])(?:<!--nl:[^>]*-->|[^<>])*(?<!/)>)(.*?)(</\2\s*>)", re.DOTALL
+)
+# Between two tags, whitespace with a newline in it, and any line marks (sourcemap) in it.
+_GAP_PART = r"(?:\s|<!--nl:[^>]*-->)"
+_NEWLINE_GAP = re.compile(rf"(?<=>){_GAP_PART}*\n{_GAP_PART}*(?=<(?!!--nl:))")
+_LINE_MARK = re.compile(r"<!--nl:[^>]*-->")
 _SPAN = re.compile(r"at position (\d+):(\d+)")
 _UNKNOWN_ELEMENT = re.compile(r"<(mj-[a-z-]+)(?=[\s/>])")
 
@@ -53,13 +55,14 @@ class MjmlRenderer:
 
     def mjml(self, template: str, context: Mapping[str, Any]) -> SourceMap:
         """The MJML the template produces, with where each template line's text is."""
-        return SourceMap.strip(render_template(self.env, template, context, self.templates_dir))
+        return SourceMap.strip(keep_word_spaces(render_template(self.env, template, context, self.templates_dir)))
 
     def render(self, template: str, context: Mapping[str, Any]) -> str:
         """Template → MJML → HTML with CSS inlined, starting with ``<!DOCTYPE html>``."""
         mjml = self.mjml(template, context)
+        source, css = take_inline_styles(mjml.source)
         try:
-            compiled = mjml2html(mjml.source, disable_comments=True, fonts={})
+            compiled = mjml2html(source, disable_comments=True, fonts={})
         except ValueError as err:
             raise self._mjml_error(str(err), mjml, template) from err
         # mrml copies an element it does not know (a typo: <mj-txt>) into the
@@ -70,7 +73,7 @@ class MjmlRenderer:
             found = re.search(f"<{re.escape(name)}(?=[\\s/>])", mjml.source)
             where = mjml.locate(found.start()) if found else None
             raise RenderError(f"{self._where(where, template)}: MJML: unknown element <{name}>")
-        return inline_css(compiled)
+        return inline_css(compiled, css)
 
     def _where(self, where: tuple[str, int] | None, layout: str) -> str:
         folder = self.templates_dir.name
@@ -93,28 +96,17 @@ class MjmlRenderer:
         return RenderError(f"{self._where(None, layout)}: MJML: {what}")
 
 
-def inline_css(html: str) -> str:
-    """Inline the ``<style>`` rules MJML collected, without premailer's defaults.
+def keep_word_spaces(mjml: str) -> str:
+    """``mjml`` with each newline-holding whitespace run between tags in content made one space.
 
-    Rules that cannot be inlined (media queries, ``:root``) stay in ``<head>``
-    as written, ``!important`` and all.
+    mjml-python drops such a run, and with it the space a reader sees
+    between two inline elements. Line marks in a run are kept (after the
+    space), so positions still map to template lines. Between blocks the
+    space is harmless; inside ``<pre>`` there are no tags, so none is touched.
     """
-    # lxml keeps a doctype only if it reads the exact "<!DOCTYPE html>" it
-    # would write itself; MJML's lowercase one is silently dropped otherwise.
-    html = _LEADING_DOCTYPE.sub(DOCTYPE, html, count=1)
-    premailer = Premailer(
-        html,
-        allow_network=False,  # an email build never fetches anything
-        strip_important=False,  # MJML's mobile media queries need their !important
-        disable_link_rewrites=True,  # placeholder hrefs must stay byte for byte
-        keep_style_tags=True,  # media queries and dark mode stay in <head>
-        cssutils_logging_level=logging.CRITICAL,
-        cache_css_parsing=True,
-        # Our CSS is our own, checked by the render tests; validating it with
-        # cssutils costs half a second of regex compiling per process.
-        disable_validation=True,
-    )
-    out = str(premailer.transform())
-    if not out.startswith(DOCTYPE):
-        out = DOCTYPE + "\n" + _LEADING_DOCTYPE.sub("", out, count=1)
-    return out
+
+    def content(match: re.Match[str]) -> str:
+        inner = _NEWLINE_GAP.sub(lambda gap: " " + "".join(_LINE_MARK.findall(gap.group(0))), match.group(3))
+        return match.group(1) + inner + match.group(4)
+
+    return _CONTENT.sub(content, mjml)

@@ -21,6 +21,9 @@ from newsletter.delivery.backends.base import Envelope, Recipient
 
 CRLF = "\r\n"
 MAX_LINE = 78  # RFC 5322's recommended line length
+# Header folds at 76 so that an encoded word, alone on a continuation line
+# after its space, is at most 75 characters (RFC 2047); at 78 it makes 77.
+_FOLD_AT = 76
 
 
 _LINES = re.compile(b".{1,76}", re.DOTALL)
@@ -51,21 +54,48 @@ def _one_line(value: str) -> str:
 
 @lru_cache(maxsize=64)
 def encode_header(value: str, header: str = "Subject") -> str:
-    """An unstructured header value, folded at 78 columns and RFC 2047-encoded if it is not ASCII.
+    """An unstructured header value, folded within 78 columns and RFC 2047-encoded if it is not ASCII.
 
-    ``email.header.Header`` folds (RFC 5322 lines of at most 78 characters,
-    encoded words of at most 75: RFC 2047); cached: a send writes the same
-    subject many times. (``email.policy.SMTP.fold`` writes an empty encoded
+    ``email.header.Header`` folds (at 76 characters, within RFC 5322's 78,
+    so encoded words stay within RFC 2047's 75); cached: a send writes the
+    same subject many times. (``email.policy.SMTP.fold`` writes an empty encoded
     word before a non-ASCII one in Python 3.11.)
     """
     value = _one_line(value)
     if value.isascii() and len(value) + len(header) + 2 <= MAX_LINE:
         return value
     charset = "us-ascii" if value.isascii() else "utf-8"
-    return Header(value, charset, header_name=header).encode(linesep=CRLF)
+    return Header(value, charset, header_name=header, maxlinelen=_FOLD_AT).encode(linesep=CRLF)
 
 
 _SPECIALS = re.compile(r'[][\\()<>@,:;".]')
+# What a List-Id label may not hold (RFC 2919: dot-atom text; kept to the safest letters).
+_NOT_LABEL = re.compile(r"[^a-z0-9-]+")
+
+
+def _phrase(name: str, header: str) -> str:
+    """A display name for a header: as is, quoted, or RFC 2047-encoded (folded)."""
+    if name.isascii():
+        return f'"{quote(name)}"' if _SPECIALS.search(name) else name
+    return Header(name, "utf-8", header_name=header, maxlinelen=_FOLD_AT).encode(linesep=CRLF)
+
+
+@lru_cache(maxsize=64)
+def list_id(sender: str) -> str:
+    """The ``List-Id`` value (RFC 2919) of the newsletter sent as ``sender``: ``Name <local.domain>``.
+
+    The list is named after its sending address, ``digest@news.example.org``
+    → ``<digest.news.example.org>``: the same for every issue, so a reader's
+    filter on it keeps working, and under a domain the sender controls, as
+    the RFC asks. The phrase is the sender's name, written as in ``From``.
+    """
+    name, address = parseaddr(_one_line(sender))
+    local, _, domain = address.lower().rpartition("@")
+    parts = [_NOT_LABEL.sub("-", p).strip("-") for p in [*local.split("."), *domain.split(".")]]
+    ident = ".".join(p for p in parts if p) or "newsletter"
+    if "." not in ident:
+        ident += ".localhost"  # a list-id needs a label and a namespace
+    return f"{_phrase(name, 'List-Id')} <{ident}>" if name else f"<{ident}>"
 
 
 def encode_address(name: str, address: str, header: str = "To") -> str:
@@ -78,11 +108,7 @@ def encode_address(name: str, address: str, header: str = "To") -> str:
     name, address = _one_line(name), _one_line(address)
     if not name:
         return address
-    if name.isascii():
-        shown = f'"{quote(name)}"' if _SPECIALS.search(name) else name
-    else:
-        shown = Header(name, "utf-8", header_name=header).encode(linesep=CRLF)
-    return f"{shown} <{address}>"
+    return f"{_phrase(name, header)} <{address}>"
 
 
 def _base64(text: str) -> bytes:
@@ -107,6 +133,7 @@ def build_message(envelope: Envelope, recipient: Recipient, when: datetime) -> b
         f"Subject: {encode_header(envelope.subject)}",
         f"Date: {format_datetime(when)}",
         f"Message-ID: {message_id(envelope, recipient)}",
+        f"List-Id: {list_id(envelope.sender)}",
         f"List-Unsubscribe: {unsubscribe}",
         "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
         "MIME-Version: 1.0",

@@ -37,6 +37,7 @@ from python_http_client.exceptions import HTTPError
 from sendgrid import SendGridAPIClient
 
 from newsletter.delivery.backends.base import Backend, Envelope, Outcome, Recipient
+from newsletter.delivery.backends.message import list_id
 from newsletter.errors import BatchFailed, BatchInDoubt, ConfigError, SuppressionsUnavailable
 
 # SendGrid's documented limits for one v3 Mail Send request.
@@ -187,6 +188,8 @@ class SendGridBackend(Backend):
             "categories": ["newsletter", f"issue-{envelope.issue_id}", f"variant-{variant}"]
             + (["test"] if envelope.test else []),
             "custom_args": {"issue": envelope.issue_id, "variant": variant, "batch": envelope.batch_id},
+            # RFC 2919, as in the outbox's messages; one line (SendGrid folds headers itself).
+            "headers": {"List-Id": " ".join(list_id(envelope.sender).split())},
             "asm": {"group_id": self.asm_group_id},
             "tracking_settings": {
                 "click_tracking": {"enable": self.track_clicks, "enable_text": False},
