@@ -89,5 +89,5 @@ def audience(ctx: typer.Context, issue: Annotated[str, typer.Argument(help="Issu
     ws = workspace(ctx)
     loaded = ws.load(issue)
     with Ledger(ws.settings.ledger_url) as ledger:
-        audience_, problems = plan(ws, loaded, suppressed=ledger.suppressed())
+        audience_, problems = plan(ws, loaded, engine=ledger.engine, suppressed=ledger.suppressed())
     print_audience(ws, audience_, problems)
