@@ -70,7 +70,7 @@ def topics_of(text: str | None) -> Topics:
 
 
 def token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode("ascii")).hexdigest()
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
 def _param_time(conn: Connection, value: datetime) -> object:
@@ -353,10 +353,12 @@ class ReaderStore:
     ) -> Reader | None:
         """Record the reader's own choice (fields left out keep their value); the reader as merged after.
 
-        ``at`` is when it was made (now by default); a choice older than the
-        reader's last one is not applied (a late or replayed provider event).
+        ``at`` is when it was made (now by default); a dated choice older than
+        the reader's last one is not applied (a late or replayed provider
+        event), and None is returned, as for an unknown reader with ``known_only``.
         ``known_only``: do nothing for an address that is not a reader.
         """
+        late_is_stale = at is not None  # only a dated event can come late; the reader's own action is now
         at = at or now()
         key = email.lower()
         with self.engine.begin() as conn:
@@ -367,8 +369,13 @@ class ReaderStore:
             if row is None and known_only:
                 return None
             current = dict(row._mapping) if row is not None else None
-            if current is not None and current["own_at"] is not None and _aware(current["own_at"]) > at:  # type: ignore[operator]
-                return merge(current)
+            if (
+                late_is_stale
+                and current is not None
+                and current["own_at"] is not None
+                and _aware(current["own_at"]) > at
+            ):  # type: ignore[operator]
+                return None
             values: dict[str, Any] = {"own_at": at, "updated_at": now()}
             if name is not _UNSET:
                 values["own_name"] = name
