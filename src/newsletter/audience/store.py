@@ -369,12 +369,8 @@ class ReaderStore:
             if row is None and known_only:
                 return None
             current = dict(row._mapping) if row is not None else None
-            if (
-                late_is_stale
-                and current is not None
-                and current["own_at"] is not None
-                and _aware(current["own_at"]) > at
-            ):  # type: ignore[operator]
+            last = _aware(current["own_at"]) if current is not None else None
+            if late_is_stale and last is not None and last > at:
                 return None
             values: dict[str, Any] = {"own_at": at, "updated_at": now()}
             if name is not _UNSET:
