@@ -34,7 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.engine import Connection, Engine, Row
 
 from newsletter.audience.subscribers import Status, Subscriber, SubscriberList, read_subscribers
@@ -235,11 +235,15 @@ class ReaderStore:
         gone = list(stored)
         for start in range(0, len(gone), 500):
             chunk = gone[start : start + 500]
-            # Off the files: the reader stays only if they chose something themselves.
+            # Off the files: the reader stays only if they chose something themselves, keeping
+            # what the file said where they chose nothing (a reader who only changed topics keeps their name).
             conn.execute(
                 update(readers)
                 .where(readers.c.key.in_(chunk))
                 .values(
+                    own_name=func.coalesce(readers.c.own_name, readers.c.file_name),
+                    own_topics=func.coalesce(readers.c.own_topics, readers.c.file_topics),
+                    own_status=func.coalesce(readers.c.own_status, readers.c.file_status),
                     file_name=None,
                     file_topics=None,
                     file_status=None,
