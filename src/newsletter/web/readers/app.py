@@ -22,6 +22,7 @@ emails to one address to one per 10 minutes (``state.may_mail``).
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from starlette.applications import Starlette
@@ -49,6 +50,7 @@ from newsletter.web.readers.webhook import SendGridEvents
 log = logging.getLogger("newsletter.serve")
 MAX_FIELD = 1000  # characters of any one form field we look at
 ONE_CLICK = ("List-Unsubscribe", "One-Click")
+REFRESH_EVERY = 1.0  # seconds between looks at the subscriber files
 
 
 def clean_name(value: str) -> str:
@@ -74,16 +76,25 @@ class ReadersApp:
         self.forms = RateLimiter(settings.form_rate_limit, 60.0)
         self.origin = origin_of(settings.base_url)
         self.prefix = settings.base_url[len(self.origin) :].rstrip("/")
+        self._refreshed = -REFRESH_EVERY
         self.refresh()
 
     def url(self, path: str) -> str:
         return f"{self.settings.base_url}/{path}"
 
     def refresh(self) -> None:
-        """The subscriber files synced in (one query when unchanged): readers added by the author are known."""
+        """The subscriber files synced in: readers the author adds are known within a second.
+
+        One look a second at most: under load a page would otherwise stat the files for each request.
+        """
+        now = time.monotonic()
+        if now - self._refreshed < REFRESH_EVERY:
+            return
+        self._refreshed = now
         self.store.refresh(self.settings.subscribers_dir, self.ws.taxonomy)
 
     def close(self) -> None:
+        self.store.reads.dispose()
         self.ledger.close()
 
     def starlette(self) -> Starlette:

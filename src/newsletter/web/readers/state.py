@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Engine
 
-from newsletter.audience.store import Topics, topics_of, topics_text
+from newsletter.audience.store import WRITES, Topics, topics_of, topics_text
 from newsletter.db.schema import reader_mail, signups, webhook_events
 
 CONFIRM_WITHIN = timedelta(hours=48)
@@ -49,7 +49,7 @@ class ReaderState:
         """Keep a sign-up until it is confirmed or expires; its nonce (for the signed link)."""
         nonce = secrets.token_urlsafe(24)
         now = _now()
-        with self.engine.begin() as conn:
+        with WRITES, self.engine.begin() as conn:
             conn.execute(delete(signups).where(signups.c.created_at < now - CONFIRM_WITHIN))
             conn.execute(
                 insert(signups).values(nonce=nonce, email=email, name=name, topics=topics_text(topics), created_at=now)
@@ -58,7 +58,7 @@ class ReaderState:
 
     def take_signup(self, nonce: str) -> Signup | None:
         """The sign-up of this nonce, removed (a link confirms once); None if unknown or expired."""
-        with self.engine.begin() as conn:
+        with WRITES, self.engine.begin() as conn:
             row = conn.execute(select(signups).where(signups.c.nonce == nonce)).first()
             if row is None:
                 return None
@@ -70,7 +70,7 @@ class ReaderState:
     def may_mail(self, key: str) -> bool:
         """True, and the time noted, if ``key`` was not mailed in the last 10 minutes; else False."""
         now = _now()
-        with self.engine.begin() as conn:
+        with WRITES, self.engine.begin() as conn:
             last = conn.execute(select(reader_mail.c.sent_at).where(reader_mail.c.key == key)).scalar()
             if last is not None and _aware(last) > now - MAIL_EVERY:
                 return False
@@ -83,7 +83,7 @@ class ReaderState:
         return True
 
     def seen(self, event_id: str) -> bool:
-        with self.engine.connect() as conn:
+        with WRITES, self.engine.connect() as conn:
             return (
                 conn.execute(select(webhook_events.c.event_id).where(webhook_events.c.event_id == event_id)).first()
                 is not None
@@ -91,7 +91,7 @@ class ReaderState:
 
     def mark_seen(self, event_ids: list[str]) -> None:
         now = _now()
-        with self.engine.begin() as conn:
+        with WRITES, self.engine.begin() as conn:
             conn.execute(delete(webhook_events).where(webhook_events.c.received_at < now - EVENTS_KEPT))
             known = set(
                 conn.execute(
