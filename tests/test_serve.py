@@ -15,6 +15,7 @@ from newsletter.delivery.readers import reader_store
 from newsletter.settings import load_settings
 
 from conftest import Newsletter
+from fake_sendgrid import FakeSendGrid
 from serving import Server, WebhookKeys, events, form_token, link_in, mails, serving, text_of, to_of, wait_for_mails
 
 HEADER = "email,name,topics,status\n"
@@ -351,3 +352,44 @@ def test_the_merged_readers_survive_a_restart_and_a_changed_secret(
         token = server.app.links.token("gus.novak@example.org")
         page = server.client.get("/preferences/", params={"t": token})
         assert page.status_code == 200 and re.search(r'value="training" checked', page.text)
+
+
+def test_with_sendgrid_every_link_resolves_and_a_returning_reader_is_unsuppressed(
+    samples: Newsletter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = FakeSendGrid().start()
+    fake.group_suppressions[4242] = ["ivan.petrov@example.org"]
+    try:
+        sendgrid = {
+            "SENDGRID_API_KEY": fake.api_key,
+            "SENDGRID_API_HOST": fake.url,
+            "SENDGRID_ASM_GROUP_ID": "4242",
+            "NEWSLETTER_FROM": "PPRNet Digest <digest@pprnet.example.org>",
+            "NEWSLETTER_POSTAL_ADDRESS": "1 Research Way, Ottawa",
+            "NEWSLETTER_SECRET": "s3cret-for-tests",
+        }
+        with serving(samples, monkeypatch, **sendgrid) as server:
+            # The issue: preferences on our page (it knows the topics), unsubscribe through SendGrid's group.
+            assert samples.cli("send", "2021-07", "--yes").exit_code == 0
+            sent = fake.by_reader()["dev.patel@example.org"][0]
+            preferences = re.search(r"(http://127\.0\.0\.1:\d+/preferences/\?t=[\w-]+)", sent.text)
+            assert preferences is not None and preferences.group(1) in sent.html
+            page = server.client.get(preferences.group(1))
+            assert page.status_code == 200 and "dev.patel@example.org" in page.text
+            assert "https://sendgrid.test/unsubscribe/4242/" in sent.text
+            # A reader who left through the group signs up again: the confirmation reaches them (no group
+            # on it), and confirming lifts the group's suppression, here and at SendGrid.
+            subscribe(server, "ivan.petrov@example.org", "Ivan", (), all="1")
+            deadline = time.monotonic() + 10
+            while "ivan.petrov@example.org" not in fake.by_reader() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            [confirmation] = fake.by_reader()["ivan.petrov@example.org"]
+            assert confirmation.asm_group_id is None and "List-Unsubscribe" not in confirmation.headers
+            link = re.search(r"(http://\S+/confirm/\?t=\S+)", confirmation.text)
+            assert link is not None and link.group(1) in confirmation.html.replace("&amp;", "&")
+            assert "You are subscribed" in confirm(server, link.group(1)).text
+            assert fake.group_suppressions[4242] == []
+            ivan = server.app.store.get("ivan.petrov@example.org")
+            assert ivan is not None and ivan.status == "active"  # the file says unsubscribed; the reader is back
+    finally:
+        fake.stop()
