@@ -393,3 +393,10 @@ def test_with_sendgrid_every_link_resolves_and_a_returning_reader_is_unsuppresse
             assert ivan is not None and ivan.status == "active"  # the file says unsubscribed; the reader is back
     finally:
         fake.stop()
+
+
+def test_oversized_bodies_are_refused_before_they_are_read(server: Server) -> None:
+    big = {"form_token": server.form("/subscribe/"), "email": "a@example.org", "name": "x" * 100_000}
+    assert server.client.post("/subscribe/", data=big).status_code == 413
+    assert server.client.post("/webhooks/sendgrid", content=b"[" + b" " * 9_000_000 + b"]").status_code == 413
+    assert server.client.get("/subscribe/").status_code == 200  # and the server goes on

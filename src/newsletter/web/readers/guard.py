@@ -13,6 +13,8 @@
   address is the connection's, or the ``X-Forwarded-For`` of a trusted proxy
   (uvicorn's proxy-headers middleware, configured from
   ``NEWSLETTER_TRUSTED_PROXIES``).
+- Request bodies are capped (64 KiB for forms, 8 MiB for the provider's
+  events): a form is a few hundred bytes, and a body is read into memory.
 - The log has a line per request without the query string: tokens are in it.
 """
 
@@ -29,10 +31,13 @@ from urllib.parse import urlsplit
 
 from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
+from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("newsletter.serve")
 
+MAX_FORM_BODY = 64 * 1024
+MAX_EVENTS_BODY = 8 * 1024 * 1024
 BASE_POLICY = "default-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'; img-src 'self' data:"
 _INLINE = re.compile(r"<(style|script)(?:\s[^>]*)?>(.*?)</\1>", re.S | re.I)
 
@@ -52,8 +57,12 @@ def csp_for(page: str) -> str:
     return policy
 
 
+class BodyTooLarge(Exception):
+    pass
+
+
 class SecurityHeaders:
-    """Pure ASGI middleware: the headers above on every response (a route's own CSP is kept)."""
+    """Pure ASGI middleware: the headers above on every response (a route's own CSP is kept); bodies capped."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -64,6 +73,17 @@ class SecurityHeaders:
             return
         started = time.perf_counter()
         status = [0]
+        limit = MAX_EVENTS_BODY if scope["path"].endswith("/webhooks/sendgrid") else MAX_FORM_BODY
+        received = 0
+
+        async def capped_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge
+            return message
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -77,8 +97,15 @@ class SecurityHeaders:
                 headers.setdefault("Cache-Control", "no-store")
             await send(message)
 
+        declared = dict(scope["headers"]).get(b"content-length", b"0")
         try:
-            await self.app(scope, receive, send_with_headers)
+            if not declared.isdigit() or int(declared) > limit:
+                raise BodyTooLarge
+            await self.app(scope, capped_receive, send_with_headers)
+        except BodyTooLarge:
+            if status[0]:
+                raise  # the answer has begun: nothing left to do but drop the connection
+            await PlainTextResponse("request body too large", status_code=413)(scope, receive, send_with_headers)
         finally:
             # The path only: the query string carries readers' tokens.
             log.info(

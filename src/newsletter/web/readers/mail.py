@@ -51,10 +51,11 @@ class Mailer:
                 payload.pop("asm", None)  # SendGrid: not a newsletter, no unsubscribe group
             outcome = backend.post(envelope, payload)
         except NewsletterError as err:
-            log.error("a %s email was not sent: %s", kind, err)
+            # The provider's message may quote the address: only its first words are logged.
+            log.error("a %s email was not sent: %s", kind, str(err).split(":")[0])
             return False
         if outcome.failed:
-            log.error("a %s email was not sent: %s", kind, "; ".join(outcome.failed.values()))
+            log.error("a %s email was not sent: %s", kind, next(iter(outcome.failed.values())).split(":")[0])
             return False
         return True
 
