@@ -11,7 +11,8 @@ import pytest
 from sqlalchemy import event, select
 from sqlalchemy.engine import Engine
 
-from newsletter.audience.store import ONLINE, ReaderStore, merge
+from newsletter.audience.choices import ONLINE, merge
+from newsletter.audience.store import ReaderStore
 from newsletter.content.workspace import Workspace
 from newsletter.db import open_database
 from newsletter.db.schema import readers

@@ -8,11 +8,9 @@ Each reader has one row in ``readers`` with two layers:
   a topic change, an unsubscribe, or a provider event such as a bounce) and
   ``own_at``, when.
 
-Merged, per field, the newer of the two wins: a reader's choice wins over the
-row as it stood, and an author who edits the row afterwards wins over that.
-One exception: an unsubscribe is never undone by a file, only by the reader
-signing up again (or undoing it). Readers who signed up online have no file
-layer at all.
+Merged by ``choices.merge``: per field, the newer of the two wins; an
+unsubscribe only the reader undoes. Readers who signed up online have no
+file layer at all.
 
 Syncing costs one small query when the files are unchanged (their sizes and
 modification times are kept in ``reader_files``); the CSV is still parsed by
@@ -30,26 +28,22 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import create_engine, delete, func, select, update
-from sqlalchemy.engine import Connection, Engine, Row
+from sqlalchemy.engine import Connection, Engine
 
+from newsletter.audience.choices import ONLINE, Merged, Override, Reader, Topics, aware, merge, topics_text
 from newsletter.audience.subscribers import Status, Subscriber, SubscriberList, read_subscribers
-from newsletter.content.taxonomy import ALL, Taxonomy
+from newsletter.content.taxonomy import Taxonomy
 from newsletter.db.schema import reader_files, readers
 from newsletter.support import collector
 
-Topics = frozenset[str] | None  # None: every topic
 FILES = "files"  # reader_files row of the subscriber files' signature
 TOKEN_KEY = "token"  # reader_files row of the link key's fingerprint
-# Only the reader undoes this one, by signing up again.
-STICKY: frozenset[str] = frozenset({"unsubscribed"})
-# Where a reader who signed up online is said to come from (Subscriber.path).
-ONLINE = Path("(signed up online)")
 _FILE_COLUMNS = ("key", "email", "file_name", "file_topics", "file_status", "file_path", "file_line", "file_at")
 _OWN_COLUMNS = (*_FILE_COLUMNS, "own_name", "own_topics", "own_status", "own_at")
 _UNSET: Any = object()
@@ -64,17 +58,6 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def topics_text(topics: Topics) -> str:
-    """How a topic choice is stored (and exported): ``all`` or slugs joined by ``;``."""
-    return ALL if topics is None else ";".join(sorted(topics))
-
-
-def topics_of(text: str | None) -> Topics:
-    if text is None or text == ALL:
-        return None
-    return frozenset(t for t in text.split(";") if t)
-
-
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
@@ -84,78 +67,6 @@ def _param_time(conn: Connection, value: datetime) -> object:
     if conn.dialect.name == "sqlite":
         return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
     return value
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    # SQLite gives back naive datetimes (UTC as written); PostgreSQL aware ones.
-    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
-
-
-@dataclass(frozen=True)
-class Reader:
-    """One reader as merged: what the next send uses."""
-
-    key: str
-    email: str
-    name: str
-    topics: Topics
-    status: Status
-    in_files: bool
-    chosen_at: datetime | None  # when they last chose something themselves
-
-
-@dataclass(frozen=True)
-class Override:
-    """A subscriber-file row that the reader's own, newer choice overrides."""
-
-    email: str
-    path: Path
-    line: int
-    fields: tuple[str, ...]  # "name", "topics", "status"
-    chosen_at: datetime
-
-
-@dataclass
-class Merged:
-    """Every reader as merged, the problems with the files, and the rows readers' choices override."""
-
-    subscribers: list[Subscriber]
-    problems: list[Any]
-    overrides: list[Override]
-
-    @property
-    def active(self) -> list[Subscriber]:
-        return [s for s in self.subscribers if s.status == "active"]
-
-    def as_list(self) -> SubscriberList:
-        return SubscriberList(self.subscribers, self.problems)
-
-
-def merge(row: Row[Any] | dict[str, Any]) -> Reader:
-    """The reader a row stands for: per field, the newer of the file and the reader's own choice."""
-    r = row if isinstance(row, dict) else row._mapping
-    own_at, file_at = _aware(r["own_at"]), _aware(r["file_at"])
-    in_files = r["file_status"] is not None
-    own_newer = own_at is not None and (not in_files or file_at is None or own_at >= file_at)
-
-    def pick(field: str, default: Any) -> Any:
-        own, theirs = r[f"own_{field}"], r[f"file_{field}"]
-        if own is not None and (own_newer or not in_files):
-            return own
-        return theirs if in_files else default
-
-    status = pick("status", "active")
-    if r["own_status"] in STICKY and own_at is not None:
-        status = r["own_status"]
-    return Reader(
-        key=r["key"],
-        email=r["email"],
-        name=pick("name", "") or "",
-        topics=topics_of(pick("topics", ALL)),
-        status=cast(Status, status),
-        in_files=in_files,
-        chosen_at=own_at,
-    )
 
 
 class ReaderStore:
@@ -240,7 +151,7 @@ class ReaderStore:
             if old is not None and (old.email, old.file_name, old.file_topics, old.file_status) == values:
                 if (old.file_path, old.file_line) == (where, s.line):
                     continue
-                file_at = _param_time(conn, _aware(old.file_at) or at)  # moved, not changed
+                file_at = _param_time(conn, aware(old.file_at) or at)  # moved, not changed
             else:
                 file_at = mtime
             token = token_hash(self._token(s.email))
@@ -388,7 +299,7 @@ class ReaderStore:
             if row is None and known_only:
                 return None
             current = dict(row._mapping) if row is not None else None
-            last = _aware(current["own_at"]) if current is not None else None
+            last = aware(current["own_at"]) if current is not None else None
             if late_is_stale and last is not None and last > at:
                 return None
             values: dict[str, Any] = {"own_at": at, "updated_at": now()}

@@ -10,8 +10,8 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
+from newsletter.audience.choices import Merged, topics_text
 from newsletter.audience.personalise import Audience
-from newsletter.audience.store import Merged, topics_text
 from newsletter.cli.app import app, console, fail_cleanly, print_problems, workspace
 from newsletter.content.workspace import Workspace
 from newsletter.delivery.ledger import Ledger

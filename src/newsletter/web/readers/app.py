@@ -33,7 +33,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
-from newsletter.audience.store import Reader, Topics
+from newsletter.audience.choices import Reader, Topics
 from newsletter.audience.subscribers import MAX_NAME, Status, normalize_email
 from newsletter.content.workspace import Workspace
 from newsletter.delivery.ledger import Ledger

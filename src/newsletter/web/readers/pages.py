@@ -9,8 +9,8 @@ from typing import Any
 
 from starlette.responses import HTMLResponse
 
+from newsletter.audience.choices import Topics
 from newsletter.audience.personalise import selection_for
-from newsletter.audience.store import Topics
 from newsletter.content.model import Issue
 from newsletter.content.workspace import Workspace
 from newsletter.errors import NewsletterError

@@ -18,7 +18,8 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Engine
 
-from newsletter.audience.store import WRITES, Topics, topics_of, topics_text
+from newsletter.audience.choices import Topics, topics_of, topics_text
+from newsletter.audience.store import WRITES
 from newsletter.db.schema import reader_mail, signups, webhook_events
 
 CONFIRM_WITHIN = timedelta(hours=48)
