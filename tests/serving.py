@@ -41,14 +41,14 @@ class Server:
 
 
 @contextmanager
-def serving(nl: Newsletter, monkeypatch: pytest.MonkeyPatch, **env: str) -> Iterator[Server]:
-    """The server for ``nl``; NEWSLETTER_BASE_URL is its own address, so every link in every email resolves on it."""
+def serving(nl: Newsletter, monkeypatch: pytest.MonkeyPatch, path: str = "", **env: str) -> Iterator[Server]:
+    """The server for ``nl``; NEWSLETTER_BASE_URL is its own address (and ``path``), so every link resolves on it."""
     sock = bind("127.0.0.1", 0)
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}{path}"
     monkeypatch.setenv("NEWSLETTER_BASE_URL", url)  # for the commands the test runs too (send, audience)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    with Serving(load_settings(nl.root), sock) as app, httpx.Client(base_url=url, timeout=30) as client:
+    with Serving(load_settings(nl.root), sock) as app, httpx.Client(base_url=url + "/", timeout=30) as client:
         yield Server(url, nl, app, client)
 
 

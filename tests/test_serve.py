@@ -292,3 +292,21 @@ def test_oversized_bodies_are_refused_before_they_are_read(server: Server) -> No
     assert server.client.post("/subscribe/", data=big).status_code == 413
     assert server.client.post("/webhooks/sendgrid", content=b"[" + b" " * 9_000_000 + b"]").status_code == 413
     assert server.client.get("/subscribe/").status_code == 200  # and the server goes on
+
+
+def test_a_base_url_with_a_path_serves_everything_under_it(
+    samples: Newsletter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with serving(samples, monkeypatch, path="/digest") as server:
+        assert samples.cli("archive").exit_code == 0
+        root = server.url.removesuffix("/digest")
+        assert httpx.get(f"{root}/subscribe/").status_code == 404
+        assert server.client.get("subscribe/").status_code == 200 and server.client.get("2021-07/").status_code == 200
+        answer = server.client.post(
+            "subscribe/", data={"form_token": server.form("subscribe/"), "email": "p@example.org", "all": "1"}
+        )
+        assert answer.status_code == 200
+        [msg] = wait_for_mails(samples.root, "confirm", 1)
+        link = link_in(msg, "confirm")
+        assert link.startswith(f"{server.url}/confirm/")
+        assert "You are subscribed" in confirm(server, link).text
