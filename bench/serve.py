@@ -192,6 +192,7 @@ def main() -> None:
             with Ledger(settings.ledger_url) as ledger:
                 store = reader_store(settings, ledger.engine)
                 lost = [a for a, topics in wanted.items() if (r := store.get(a)) is None or r.topics != topics]
+                store.close()
             print(f"saves        {n} in {took:5.2f} s ({n / took:5.0f}/s)   {percentiles(latencies)}")
             print(f"             errors: {len(errors)}; lost updates: {len(lost)} of {len(wanted)}")
             if errors or lost or mailed < n:

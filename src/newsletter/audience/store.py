@@ -85,6 +85,11 @@ class ReaderStore:
         else:
             self.reads = engine
 
+    def close(self) -> None:
+        """Close the connections of our own (the database's engine is its opener's to close)."""
+        if self.reads is not self.engine:
+            self.reads.dispose()
+
     # -- the files ------------------------------------------------------------------
 
     @staticmethod

@@ -28,7 +28,11 @@ app.add_typer(subscribers_app, name="subscribers")
 def merged_readers(ws: Workspace) -> Merged:
     """The readers as a send reads them: the files synced into the database, readers' own choices winning."""
     with Ledger(ws.settings.ledger_url) as ledger:
-        return reader_store(ws.settings, ledger.engine).load(ws.settings.subscribers_dir, ws.taxonomy)
+        store = reader_store(ws.settings, ledger.engine)
+        try:
+            return store.load(ws.settings.subscribers_dir, ws.taxonomy)
+        finally:
+            store.close()
 
 
 @subscribers_app.command("check")

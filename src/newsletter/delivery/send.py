@@ -138,7 +138,11 @@ def plan(
     reader's own choices winning (``audience.store``). ``suppressed`` is the
     provider's do-not-send list (see ``sync_suppressions``).
     """
-    found = reader_store(ws.settings, engine).load(ws.settings.subscribers_dir, ws.taxonomy)
+    store = reader_store(ws.settings, engine)
+    try:
+        found = store.load(ws.settings.subscribers_dir, ws.taxonomy)
+    finally:
+        store.close()
     if strict and errors_in(found.problems):
         raise ContentError("subscriber files have errors (--strict): nothing was sent", found.problems)
     audience = plan_audience(issue, found.subscribers, send_unmatched=ws.settings.send_unmatched, suppressed=suppressed)

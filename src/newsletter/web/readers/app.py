@@ -94,7 +94,7 @@ class ReadersApp:
         self.store.refresh(self.settings.subscribers_dir, self.ws.taxonomy)
 
     def close(self) -> None:
-        self.store.reads.dispose()
+        self.store.close()
         self.ledger.close()
 
     def starlette(self) -> Starlette:
@@ -154,7 +154,8 @@ class ReadersApp:
         return chosen or "Choose at least one topic, or all topics."
 
     def _topic_names(self, topics: Topics) -> list[str]:
-        return [t.name for t in self.ws.taxonomy if topics is None or t.slug in topics] if topics else []
+        """The topics' names in taxonomy order; none for "all" (the email then says "all topics")."""
+        return [] if topics is None else [t.name for t in self.ws.taxonomy if t.slug in topics]
 
     # -- /subscribe/ ----------------------------------------------------------------
 
