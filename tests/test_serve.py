@@ -10,7 +10,9 @@ import pytest
 from newsletter.content.workspace import Workspace
 from newsletter.delivery.ledger import Ledger
 from newsletter.delivery.readers import reader_store
+from newsletter.errors import ConfigError
 from newsletter.settings import load_settings
+from newsletter.web.readers import serving_settings
 
 from conftest import Newsletter
 from serving import Server, form_token, link_in, mails, serving, text_of, to_of, wait_for_mails
@@ -310,3 +312,11 @@ def test_a_base_url_with_a_path_serves_everything_under_it(
         link = link_in(msg, "confirm")
         assert link.startswith(f"{server.url}/confirm/")
         assert "You are subscribed" in confirm(server, link).text
+
+
+def test_a_public_address_is_never_served_with_the_sample_secret(samples: Newsletter) -> None:
+    settings = load_settings(samples.root, base_url="https://newsletter.example.org")
+    with pytest.raises(ConfigError, match="needs NEWSLETTER_SECRET"):
+        serving_settings(settings)
+    assert serving_settings(load_settings(samples.root, base_url="https://newsletter.example.org", secret="s"))[0]
+    assert serving_settings(load_settings(samples.root, base_url="http://127.0.0.1:8080"))[1]  # a warning, served

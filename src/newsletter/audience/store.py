@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, delete, func, select, update
+from sqlalchemy import bindparam, create_engine, delete, func, select, update
 from sqlalchemy.engine import Connection, Engine
 
 from newsletter.audience.choices import ONLINE, Merged, Override, Reader, Topics, aware, merge, topics_text
@@ -205,9 +205,12 @@ class ReaderStore:
         conn.exec_driver_sql(sql, rows)
 
     def _rehash(self, conn: Connection) -> None:
-        emails = conn.execute(select(readers.c.key, readers.c.email)).all()
-        for key, email in emails:
-            conn.execute(update(readers).where(readers.c.key == key).values(token_hash=token_hash(self._token(email))))
+        rows = [
+            {"k": key, "h": token_hash(self._token(email))}
+            for key, email in conn.execute(select(readers.c.key, readers.c.email))
+        ]
+        if rows:
+            conn.execute(update(readers).where(readers.c.key == bindparam("k")).values(token_hash=bindparam("h")), rows)
 
     def _upsert(
         self,

@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from types import TracebackType
+from urllib.parse import urlsplit
 
 import uvicorn
 
@@ -27,8 +28,20 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 
 
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
 def serving_settings(settings: Settings) -> tuple[Settings, list[str]]:
-    """The settings to serve with, and warnings: the outbox runs on samples, SendGrid needs the real ones."""
+    """The settings to serve with, and warnings: the outbox runs on samples, SendGrid needs the real ones.
+
+    Never the sample secret on a public address: it is in the source, and
+    with it anyone could make any reader's link and change their topics.
+    """
+    if not settings.secret.get_secret_value() and urlsplit(settings.base_url).hostname not in LOOPBACK:
+        raise ConfigError(
+            f"serving {settings.base_url} needs NEWSLETTER_SECRET (the one the emails' links were made with): "
+            "without it anyone could make any reader's link"
+        )
     if not settings.sendgrid_api_key.get_secret_value():
         settings, filled = with_sample_defaults(settings)
         warnings = [f"{', '.join(filled)} not set: using sample values (fine for the outbox)"] if filled else []
