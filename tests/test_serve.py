@@ -1,18 +1,24 @@
-"""`newsletter serve` over real HTTP (httpx → uvicorn on 127.0.0.1): every route, its safety, SendGrid's events."""
+"""`newsletter serve` over real HTTP (httpx → uvicorn on 127.0.0.1): every route and its safety."""
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import subprocess
+import sys
+import time
 
 import httpx
 import pytest
 
 from newsletter.content.workspace import Workspace
 from newsletter.delivery.ledger import Ledger
+from newsletter.delivery.links import Links
 from newsletter.delivery.readers import reader_store
 from newsletter.errors import ConfigError
 from newsletter.settings import load_settings
-from newsletter.web.readers import serving_settings
+from newsletter.web.readers import bind, serving_settings
 
 from conftest import Newsletter
 from serving import Server, form_token, link_in, mails, serving, text_of, to_of, wait_for_mails
@@ -320,3 +326,43 @@ def test_a_public_address_is_never_served_with_the_sample_secret(samples: Newsle
         serving_settings(settings)
     assert serving_settings(load_settings(samples.root, base_url="https://newsletter.example.org", secret="s"))[0]
     assert serving_settings(load_settings(samples.root, base_url="http://127.0.0.1:8080"))[1]  # a warning, served
+
+
+def test_the_command_serves_until_sigterm_and_its_log_holds_no_token_or_address(samples: Newsletter) -> None:
+    sock = bind("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    sock.close()
+    url = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NEWSLETTER_", "SENDGRID_"))}
+    env.update(NEWSLETTER_BASE_URL=url, NEWSLETTER_SECRET="a-real-secret")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "newsletter", "--root", str(samples.root), "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                assert proc.poll() is None and time.monotonic() < deadline, "the server did not start"
+                time.sleep(0.1)
+        token = Links(load_settings(samples.root, secret="a-real-secret")).token("ana.silva@example.org")
+        assert httpx.get(f"{url}/preferences/", params={"t": token}).status_code == 200
+        assert (
+            httpx.post(f"{url}/unsubscribe/", params={"t": token}, data={"List-Unsubscribe": "One-Click"}).status_code
+            == 200
+        )
+        page = httpx.get(f"{url}/manage/")
+        httpx.post(f"{url}/manage/", data={"form_token": form_token(page.text), "email": "ana.silva@example.org"})
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert f"on http://127.0.0.1:{port}/" in out
+    assert "GET /preferences/ 200" in err and "POST /unsubscribe/ 200" in err  # a line per request...
+    assert token not in out + err and "ana.silva" not in out + err  # ...without the token or the address

@@ -23,4 +23,5 @@ def serve_readers(
     """Serve sign-up, preferences and unsubscribe pages, SendGrid's events and the archive, until SIGTERM or Ctrl-C."""
     ws = workspace(ctx)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # a migration's every step is not news
     serve(ws.settings, host, port, echo=typer.echo)

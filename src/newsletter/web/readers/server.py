@@ -11,6 +11,7 @@ request by path.
 from __future__ import annotations
 
 import errno
+import signal
 import socket
 import threading
 import time
@@ -91,12 +92,19 @@ def serve(settings: Settings, host: str, port: int, echo: Callable[[str], None] 
         echo(f"warning: {warning}")
     sock = bind(host, port)
     app = ReadersApp(settings)
+    # uvicorn shuts down gracefully on SIGTERM or Ctrl-C, then raises the signal again for the
+    # handler it found: this one, so the command ends like the scheduler, with status 0.
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
     try:
         echo(f"serving the readers' pages and the archive for {settings.base_url} on http://{host}:{port}/")
         uvicorn.Server(_config(app, settings)).run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass  # Ctrl-C is how it is stopped by hand: not an error
     finally:
+        signal.signal(signal.SIGTERM, previous)
         app.close()
         sock.close()
+    echo("stopped")
 
 
 class Serving:
