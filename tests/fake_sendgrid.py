@@ -71,6 +71,9 @@ class FakeSendGrid:
             def do_GET(self) -> None:
                 fake._get(self)
 
+            def do_DELETE(self) -> None:
+                fake._delete(self)
+
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -119,6 +122,20 @@ class FakeSendGrid:
             )
             return False
         return True
+
+    # -- DELETE: a group suppression lifted (a reader who signed up again) -------------
+
+    def _delete(self, handler: BaseHTTPRequestHandler) -> None:
+        if not self._authorized(handler):
+            return
+        parts = handler.path.split("?")[0].strip("/").split("/")
+        if parts[:3] == ["v3", "asm", "groups"] and len(parts) == 6 and parts[4] == "suppressions":
+            emails = self.group_suppressions.get(int(parts[3]), [])
+            if parts[5] in emails:
+                emails.remove(parts[5])
+            self._reply(handler, 204)
+        else:
+            self._reply(handler, 404, {"errors": [{"message": "not found"}]})
 
     # -- GET: suppression lists ----------------------------------------------------
 

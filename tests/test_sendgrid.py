@@ -9,7 +9,9 @@ from collections.abc import Iterator
 import pytest
 
 from newsletter.delivery.backends.sendgrid import PayloadError, SendGridBackend, validate
+from newsletter.delivery.links import Links
 from newsletter.errors import BatchFailed
+from newsletter.settings import load_settings
 
 from conftest import Newsletter, july_readers
 from fake_sendgrid import FakeSendGrid
@@ -47,7 +49,7 @@ def test_each_reader_gets_their_variant_once_in_few_requests(samples: Newsletter
     assert all(len(messages) == 1 for messages in got.values())
     # one request serves many readers: variants of 1,000-reader batches
     assert len(fake.requests) <= 6 and max(len(r["personalizations"]) for r in fake.requests) <= 1000
-    for _address, (message,) in got.items():
+    for address, (message,) in got.items():
         variant = message.custom_args["variant"]
         assert message.custom_args["issue"] == "2021-07" and message.custom_args["batch"]
         assert message.categories == ["newsletter", "issue-2021-07", f"variant-{variant}"]
@@ -57,7 +59,10 @@ def test_each_reader_gets_their_variant_once_in_few_requests(samples: Newsletter
             "https://sendgrid.test/unsubscribe/4242/" in message.html
             and "https://sendgrid.test/unsubscribe/4242/" in message.text
         )
-        assert "https://sendgrid.test/preferences/" in message.html
+        # Topics are ours, not SendGrid's: the reader's own preferences page, with their token.
+        token = Links(load_settings(samples.root, secret=env_for(fake)["NEWSLETTER_SECRET"])).token(address)
+        preferences = f"https://newsletter.example.org/preferences/?t={token}"
+        assert preferences in message.html and preferences in message.text
         assert "__nl_" not in message.html + message.text and "<%" not in message.html + message.text
         assert message.tracking["open_tracking"] == {"enable": False}
         assert message.tracking["click_tracking"]["enable"] is False

@@ -54,6 +54,11 @@ class Settings(BaseSettings):
     sendgrid_backoff: float = Field(default=1.0, ge=0, alias="SENDGRID_BACKOFF")
     author_email: str = ""
     misfire_grace: timedelta = timedelta(days=3)
+    # `newsletter serve` (the readers' pages)
+    site: str = ""  # the built archive it serves; default <root>/site
+    trusted_proxies: str = "127.0.0.1"  # addresses whose X-Forwarded-For is believed
+    form_rate_limit: int = Field(default=20, ge=1)  # form posts per client address per minute
+    sendgrid_webhook_public_key: SecretStr = Field(default=SecretStr(""), alias="SENDGRID_WEBHOOK_PUBLIC_KEY")
 
     @field_validator("author_email")
     @classmethod
@@ -133,6 +138,10 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.root / 'state' / 'newsletter.db').resolve()}"
+
+    @property
+    def site_dir(self) -> Path:
+        return self.root / self.site if self.site else self.root / "site"
 
     @property
     def outbox_dir(self) -> Path:

@@ -1,8 +1,12 @@
 """Audience: the readers (``subscribers/*.csv``) and who gets which selection of an issue.
 
     subscribers/*.csv ─ subscribers ─▶ Subscriber ─ personalise ─▶ Audience (readers per selection, skipped)
+                          │
+               store (readers table) ◀── readers' own choices (sign-up, topics, unsubscribe; choices: the merge rule)
 
-Rendering is per variant, never per reader: readers with the same selection
-share one. May import: ``newsletter.content``, ``newsletter.settings``,
+Every command reads readers through ``store``: the files synced into the
+database, readers' own choices merged. Rendering is per variant, never per
+reader: readers with the same selection share one. May import:
+``newsletter.content``, ``newsletter.db``, ``newsletter.settings``,
 ``newsletter.errors``, ``newsletter.support``.
 """

@@ -12,13 +12,14 @@ nowhere else (``app.fail_cleanly``).
     sending   send, status, suppressions sync
     archive   archive
     schedule  schedule
+    serve     serve (the readers' pages)
 
 May import every package; nothing imports it.
 """
 
 # Importing a command module registers its commands, in this order in --help.
 # isort: off
-from newsletter.cli import start, content, preview, readers, sending, archive, schedule  # noqa: F401
+from newsletter.cli import start, content, preview, readers, sending, archive, schedule, serve  # noqa: F401
 
 # isort: on
 from newsletter.cli.app import app

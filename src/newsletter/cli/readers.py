@@ -2,37 +2,83 @@
 
 from __future__ import annotations
 
+import csv
+import io
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 from rich.table import Table
 
+from newsletter.audience.choices import Merged, topics_text
 from newsletter.audience.personalise import Audience
-from newsletter.audience.subscribers import read_subscribers
 from newsletter.cli.app import app, console, fail_cleanly, print_problems, workspace
 from newsletter.content.workspace import Workspace
 from newsletter.delivery.ledger import Ledger
+from newsletter.delivery.readers import reader_store
 from newsletter.delivery.send import plan
 from newsletter.errors import ConfigError, Problem, errors_in
+from newsletter.support.files import write_atomic
 from newsletter.support.words import plural
 
-subscribers_app = typer.Typer(help="Check and list the subscriber files.", no_args_is_help=True)
+subscribers_app = typer.Typer(help="Check, list and export the readers.", no_args_is_help=True)
 app.add_typer(subscribers_app, name="subscribers")
+
+
+def merged_readers(ws: Workspace) -> Merged:
+    """The readers as a send reads them: the files synced into the database, readers' own choices winning."""
+    with Ledger(ws.settings.ledger_url) as ledger:
+        store = reader_store(ws.settings, ledger.engine)
+        try:
+            return store.load(ws.settings.subscribers_dir, ws.taxonomy)
+        finally:
+            store.close()
 
 
 @subscribers_app.command("check")
 @fail_cleanly
 def subscribers_check(ctx: typer.Context) -> None:
-    """Validate subscribers/*.csv: print every problem as path:line: severity: message."""
+    """Validate subscribers/*.csv (path:line: severity: message) and name the rows readers' own choices override."""
     ws = workspace(ctx)
-    found = read_subscribers(ws.settings.subscribers_dir, ws.taxonomy)
+    found = merged_readers(ws)
     print_problems(found.problems, ws.root)
+    for o in found.overrides:
+        where = o.path.relative_to(ws.root) if o.path.is_relative_to(ws.root) else o.path
+        typer.echo(
+            f"{where}:{o.line}: note: {o.email} chose their own {' and '.join(o.fields)} on "
+            f"{o.chosen_at:%Y-%m-%d %H:%M} UTC, after this row last changed: theirs is sent "
+            "(`newsletter subscribers export` writes the list as sent)"
+        )
     errors = len(errors_in(found.problems))
+    overridden = f", {plural(len(found.overrides), 'row')} overridden by readers" if found.overrides else ""
     typer.echo(
         f"{plural(len(found.subscribers), 'subscriber')} ({len(found.active)} active): "
-        f"{plural(errors, 'error')}, {plural(len(found.problems) - errors, 'warning')}"
+        f"{plural(errors, 'error')}, {plural(len(found.problems) - errors, 'warning')}{overridden}"
     )
     raise typer.Exit(1 if errors else 0)
+
+
+@subscribers_app.command("export")
+@fail_cleanly
+def subscribers_export(
+    ctx: typer.Context,
+    out: Annotated[
+        Optional[Path], typer.Option("--out", help="Write to FILE (default: standard output).", show_default=False)
+    ] = None,
+) -> None:
+    """Write the readers as sent (files and readers' own choices merged) as CSV: email,name,topics,status."""
+    ws = workspace(ctx)
+    found = merged_readers(ws)
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["email", "name", "topics", "status"])
+    for reader in found.subscribers:
+        writer.writerow([reader.email, reader.name, topics_text(reader.topics), reader.status])
+    if out is None:
+        typer.echo(buffer.getvalue(), nl=False)
+        return
+    write_atomic(out, buffer.getvalue().encode("utf-8"))
+    typer.echo(f"wrote {plural(len(found.subscribers), 'reader')} to {out}", err=True)
 
 
 @subscribers_app.command("list")
@@ -43,7 +89,7 @@ def subscribers_list(
 ) -> None:
     """List subscribers (optionally those of one topic) and the count per topic."""
     ws = workspace(ctx)
-    found = read_subscribers(ws.settings.subscribers_dir, ws.taxonomy)
+    found = merged_readers(ws)
     wanted = None
     if topic is not None:
         wanted = ws.taxonomy.get(topic)
@@ -89,5 +135,5 @@ def audience(ctx: typer.Context, issue: Annotated[str, typer.Argument(help="Issu
     ws = workspace(ctx)
     loaded = ws.load(issue)
     with Ledger(ws.settings.ledger_url) as ledger:
-        audience_, problems = plan(ws, loaded, suppressed=ledger.suppressed())
+        audience_, problems = plan(ws, loaded, engine=ledger.engine, suppressed=ledger.suppressed())
     print_audience(ws, audience_, problems)

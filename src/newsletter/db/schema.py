@@ -13,6 +13,13 @@ The tables, and who writes them:
 - ``suppressions``: the email provider's do-not-send lists, copied locally.
 - ``schedule_send_at``: which ``send_at`` times the scheduler has acted on.
 - ``scheduler_lease``: which process runs the scheduler on this database.
+- ``readers``: every reader, merged: the row of ``subscribers/*.csv`` as last
+  synced, and the reader's own choice (sign-up, topics, unsubscribe) with its
+  time (``newsletter.audience.readers`` merges them).
+- ``reader_files``: the subscriber files as last synced, so an unchanged file costs no work.
+- ``signups``: sign-ups waiting for their confirmation link to be opened (48 hours at most).
+- ``reader_mail``: when each address was last sent a confirmation or link email (rate limit).
+- ``webhook_events``: the provider events already applied, so a replay changes nothing.
 
 APScheduler's job store keeps its own table, ``apscheduler_jobs``
 (``APSCHEDULER_JOBS``): APScheduler creates and reads it, so it is neither
@@ -83,4 +90,61 @@ scheduler_lease = Table(
     Column("pid", Integer, nullable=False),
     Column("started_at", DateTime(timezone=True), nullable=False),
     Column("heartbeat_at", DateTime(timezone=True), nullable=False),
+)
+
+readers = Table(
+    "readers",
+    metadata,
+    Column("key", String(320), primary_key=True),  # the address in lower case
+    Column("email", String(320), nullable=False),  # as written
+    # SHA-256 of the reader's link token: found by it, then compared in constant time.
+    Column("token_hash", String(64), nullable=False, unique=True),
+    # The subscriber file's row as last synced (all None: not in the files).
+    Column("file_name", Text),
+    Column("file_topics", Text),  # "all" or slugs joined by ";"
+    Column("file_status", String(16)),
+    Column("file_path", Text),
+    Column("file_line", Integer),
+    Column("file_at", DateTime(timezone=True)),  # when the row last changed (its file's mtime)
+    # The reader's own choice (None: never chosen), and when it was made.
+    Column("own_name", Text),
+    Column("own_topics", Text),
+    Column("own_status", String(16)),
+    Column("own_at", DateTime(timezone=True)),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("readers_own_at", "own_at"),
+)
+
+reader_files = Table(
+    "reader_files",
+    metadata,
+    Column("name", String(255), primary_key=True),  # "files": the subscriber files; "token": the link key
+    Column("signature", Text, nullable=False),
+    Column("synced_at", DateTime(timezone=True), nullable=False),
+)
+
+signups = Table(
+    "signups",
+    metadata,
+    Column("nonce", String(64), primary_key=True),
+    Column("email", String(320), nullable=False),
+    Column("name", Text, nullable=False),
+    Column("topics", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("signups_created_at", "created_at"),
+)
+
+reader_mail = Table(
+    "reader_mail",
+    metadata,
+    Column("key", String(320), primary_key=True),
+    Column("sent_at", DateTime(timezone=True), nullable=False),
+)
+
+webhook_events = Table(
+    "webhook_events",
+    metadata,
+    Column("event_id", String(255), primary_key=True),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Index("webhook_events_received_at", "received_at"),
 )

@@ -12,8 +12,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sqlalchemy.engine import Engine
+
 from newsletter.audience.personalise import Audience, plan_audience
-from newsletter.audience.subscribers import Subscriber, read_subscribers
+from newsletter.audience.subscribers import Subscriber
 from newsletter.content.checks import Checked
 from newsletter.content.model import Issue, Selection
 from newsletter.content.workspace import Workspace
@@ -21,6 +23,7 @@ from newsletter.delivery.backends import select_backend
 from newsletter.delivery.backends.base import Backend, Envelope, Recipient
 from newsletter.delivery.ledger import FAILED, IN_DOUBT, SENDING, SENT, SKIPPED, Ledger
 from newsletter.delivery.links import Links
+from newsletter.delivery.readers import reader_store
 from newsletter.errors import (
     BatchFailed,
     BatchInDoubt,
@@ -132,13 +135,24 @@ def prepare(ws: Workspace, checked: Checked, *, test: bool = False) -> tuple[Sen
 
 
 def plan(
-    ws: Workspace, issue: Issue, *, strict: bool = False, suppressed: Mapping[str, str] | None = None
+    ws: Workspace,
+    issue: Issue,
+    *,
+    engine: Engine,
+    strict: bool = False,
+    suppressed: Mapping[str, str] | None = None,
 ) -> tuple[Audience, list[Problem]]:
     """Who gets which variant of ``issue``; problems with the subscriber files.
 
-    ``suppressed`` is the provider's do-not-send list (see ``sync_suppressions``).
+    The readers are the files synced into ``engine``'s database, each
+    reader's own choices winning (``audience.store``). ``suppressed`` is the
+    provider's do-not-send list (see ``sync_suppressions``).
     """
-    found = read_subscribers(ws.settings.subscribers_dir, ws.taxonomy)
+    store = reader_store(ws.settings, engine)
+    try:
+        found = store.load(ws.settings.subscribers_dir, ws.taxonomy)
+    finally:
+        store.close()
     if strict and errors_in(found.problems):
         raise ContentError("subscriber files have errors (--strict): nothing was sent", found.problems)
     audience = plan_audience(issue, found.subscribers, send_unmatched=ws.settings.send_unmatched, suppressed=suppressed)
@@ -189,7 +203,7 @@ def send(
             synced = sync_suppressions(sender.backend, ledger)
         except SuppressionsUnavailable as err:
             warnings.append(f"suppressions not synced (the last synced copy is used): {err}")
-    audience, problems = plan(ws, sender.issue, strict=strict, suppressed=ledger.suppressed())
+    audience, problems = plan(ws, sender.issue, engine=ledger.engine, strict=strict, suppressed=ledger.suppressed())
     planned = Plan(sender, audience, problems, warnings, synced)
     if not go_ahead(planned):
         return planned, None

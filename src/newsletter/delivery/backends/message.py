@@ -134,8 +134,12 @@ def build_message(envelope: Envelope, recipient: Recipient, when: datetime) -> b
         f"Date: {format_datetime(when)}",
         f"Message-ID: {message_id(envelope, recipient)}",
         f"List-Id: {list_id(envelope.sender)}",
-        f"List-Unsubscribe: {unsubscribe}",
-        "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
+        # A reader's own confirmation or link email has no list to leave.
+        *(
+            [f"List-Unsubscribe: {unsubscribe}", "List-Unsubscribe-Post: List-Unsubscribe=One-Click"]
+            if recipient.unsubscribe_url
+            else []
+        ),
         "MIME-Version: 1.0",
         f'Content-Type: multipart/alternative;{CRLF} boundary="{boundary}"',
     ]

@@ -3,9 +3,12 @@
 Readers of one variant share the content; what differs per reader goes in
 ``substitutions`` of their own personalization: the greeting name twice (a
 tag in the HTML part gets the HTML-escaped name, a tag in the text part the
-name as written). Unsubscribe and preferences links are SendGrid's own
-``<%asm_…%>`` tags, which SendGrid fills from the unsubscribe group, adding
-the RFC 8058 one-click ``List-Unsubscribe`` headers itself.
+name as written) and the reader's own preferences link (our
+``/preferences/`` page, which knows their topics; SendGrid's group page does
+not). The unsubscribe link is SendGrid's own ``<%asm_group_unsubscribe_raw_url%>``
+tag, which SendGrid fills from the unsubscribe group, adding the RFC 8058
+one-click ``List-Unsubscribe`` headers itself (its event webhook and the
+suppression sync bring the unsubscribe back to us).
 
 The payload is a plain dict, built and checked against SendGrid's documented
 limits without any network (``build``), so ``--dry-run`` can validate every
@@ -53,8 +56,9 @@ MAX_RATE_LIMIT_WAIT = 120.0
 
 NAME_HTML = "-nl_name_html-"
 NAME_TEXT = "-nl_name_text-"
+PREFERENCES_HTML = "-nl_preferences_html-"
+PREFERENCES_TEXT = "-nl_preferences_text-"
 UNSUBSCRIBE_TAG = "<%asm_group_unsubscribe_raw_url%>"
-PREFERENCES_TAG = "<%asm_preferences_raw_url%>"
 
 # python_http_client logs request headers (the API key) and payloads
 # (readers' addresses) at DEBUG: never let that through, whatever the root level.
@@ -115,6 +119,17 @@ def validate(payload: dict[str, Any]) -> None:
         raise PayloadError(f"request of {_size(payload):,} bytes is over SendGrid's {MAX_REQUEST_BYTES:,}")
 
 
+def _substitutions(r: Recipient) -> dict[str, str]:
+    """One reader's values: escaped for the HTML part's tags, as written for the text part's."""
+    name = r.name.strip() or "reader"
+    return {
+        NAME_HTML: html.escape(name, quote=True),
+        NAME_TEXT: name,
+        PREFERENCES_HTML: html.escape(r.preferences_url, quote=True),
+        PREFERENCES_TEXT: r.preferences_url,
+    }
+
+
 class SendGridBackend(Backend):
     name = "sendgrid"
     batch_size = MAX_PERSONALIZATIONS
@@ -155,8 +170,10 @@ class SendGridBackend(Backend):
     def _content_of(self, envelope: Envelope) -> list[dict[str, str]]:
         key = (envelope.issue_id, envelope.variant.key, envelope.subject)
         if key not in self._content:
-            tags = {"unsubscribe_url": UNSUBSCRIBE_TAG, "preferences_url": PREFERENCES_TAG}
-            html_part, text_part = envelope.variant.with_tags({**tags, "name": NAME_HTML}, {**tags, "name": NAME_TEXT})
+            html_part, text_part = envelope.variant.with_tags(
+                {"unsubscribe_url": UNSUBSCRIBE_TAG, "preferences_url": PREFERENCES_HTML, "name": NAME_HTML},
+                {"unsubscribe_url": UNSUBSCRIBE_TAG, "preferences_url": PREFERENCES_TEXT, "name": NAME_TEXT},
+            )
             self._content[key] = [{"type": "text/plain", "value": text_part}, {"type": "text/html", "value": html_part}]
         return self._content[key]
 
@@ -165,8 +182,7 @@ class SendGridBackend(Backend):
             # SendGrid's Mail Send takes ASCII addresses only (no SMTPUTF8); an
             # internationalised domain already reaches us in its xn-- form.
             return "SendGrid cannot deliver to an address with non-ASCII characters before the @ (SMTPUTF8)"
-        name = recipient.name.strip() or "reader"
-        if not _fits({NAME_HTML: html.escape(name, quote=True), NAME_TEXT: name}, MAX_SUBSTITUTION_BYTES):
+        if not _fits(_substitutions(recipient), MAX_SUBSTITUTION_BYTES):
             return f"the name is over SendGrid's {MAX_SUBSTITUTION_BYTES} bytes of substitutions"
         return None
 
@@ -174,11 +190,8 @@ class SendGridBackend(Backend):
         """The JSON body of one request; raises PayloadError if SendGrid would refuse it."""
         personalizations = []
         for r in recipients:
-            name = r.name.strip() or "reader"
             to = {"email": r.email, "name": r.name} if r.name else {"email": r.email}
-            personalizations.append(
-                {"to": [to], "substitutions": {NAME_HTML: html.escape(name, quote=True), NAME_TEXT: name}}
-            )
+            personalizations.append({"to": [to], "substitutions": _substitutions(r)})
         variant = envelope.variant.key
         payload: dict[str, Any] = {
             "personalizations": personalizations,
