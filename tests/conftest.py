@@ -1,15 +1,21 @@
-"""Shared fixtures: a temporary newsletter folder and the CLI runner."""
+"""Shared fixtures: a temporary newsletter folder, the CLI runner, the databases."""
 
 from __future__ import annotations
 
+import getpass
+import os
 import shutil
 import textwrap
 import threading
+import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, make_url
+from sqlalchemy.exc import SQLAlchemyError
 from typer.testing import CliRunner
 
 from newsletter.cli import app
@@ -122,3 +128,70 @@ def preview_server(samples: Newsletter) -> Iterator[PreviewServer]:
         finally:
             server.shutdown()
             thread.join(timeout=5)
+
+
+# -- the databases: every ledger test runs on SQLite and on PostgreSQL -----------------------
+
+# `bash .ci/run` starts Debian's PostgreSQL server and sets this; without it,
+# the tests try that server's usual socket as the current user.
+POSTGRES_ENV = "NEWSLETTER_TEST_POSTGRES_URL"
+
+
+def postgres_admin_url() -> str:
+    """A URL of the test server's maintenance database, as a superuser (it creates databases)."""
+    return (
+        os.environ.get(POSTGRES_ENV) or f"postgresql+psycopg://{getpass.getuser()}@/postgres?host=/var/run/postgresql"
+    )
+
+
+@contextmanager
+def fresh_postgres_database() -> Iterator[str]:
+    """A new, empty PostgreSQL database for one test, dropped after it (whoever is still connected)."""
+    admin = postgres_admin_url()
+    engine = create_engine(admin, isolation_level="AUTOCOMMIT")
+    name = f"newsletter_test_{uuid.uuid4().hex[:12]}"
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    except (SQLAlchemyError, ImportError) as err:
+        engine.dispose()
+        pytest.fail(
+            f"this test needs a PostgreSQL server, and {admin} did not answer "
+            f"({type(err).__name__}: {getattr(err, 'orig', None) or err}). Run the tests with `bash .ci/run`, "
+            f"which installs and starts one and sets {POSTGRES_ENV}.",
+            pytrace=False,
+        )
+    try:
+        yield make_url(admin).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with engine.connect() as conn:
+            # FORCE: a process the test killed may not have been noticed gone yet.
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The ledger's database, once SQLite (a file under tmp_path) and once a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'state' / 'newsletter.db'}"
+        return
+    with fresh_postgres_database() as url:
+        yield url
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database, for what only PostgreSQL can do (senders on several machines)."""
+    with fresh_postgres_database() as url:
+        yield url
+
+
+@pytest.fixture
+def use_database(request: pytest.FixtureRequest, database_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """``database_url`` as NEWSLETTER_DATABASE_URL, for commands and the processes a test starts."""
+    for folder in ("newsletter", "samples"):  # they clear NEWSLETTER_* first: set it after them
+        if folder in request.fixturenames:
+            request.getfixturevalue(folder)
+    monkeypatch.setenv("NEWSLETTER_DATABASE_URL", database_url)
+    return database_url

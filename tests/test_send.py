@@ -1,4 +1,7 @@
-"""`newsletter send` with the outbox backend: content, the ledger's guarantees, faults."""
+"""`newsletter send` with the outbox backend: content, the ledger's guarantees, faults.
+
+Every test runs twice, its ledger on SQLite and on PostgreSQL (``use_database``).
+"""
 
 from __future__ import annotations
 
@@ -36,7 +39,7 @@ def by_recipient(root: Path, issue: str = "2021-07") -> dict[str, list[email.mes
     return found
 
 
-def test_send_writes_one_wellformed_message_per_active_matching_reader(samples: Newsletter) -> None:
+def test_send_writes_one_wellformed_message_per_active_matching_reader(samples: Newsletter, use_database: str) -> None:
     result = samples.cli("send", "2021-07", "--yes")
     assert result.exit_code == 0, result.stderr
     assert "warning: NEWSLETTER_FROM, NEWSLETTER_SECRET, NEWSLETTER_UNSUBSCRIBE_MAILTO not set" in result.stderr
@@ -64,7 +67,7 @@ def test_send_writes_one_wellformed_message_per_active_matching_reader(samples: 
     assert "Léa Rossi" in text
 
 
-def test_second_send_sends_nothing_and_says_so(samples: Newsletter) -> None:
+def test_second_send_sends_nothing_and_says_so(samples: Newsletter, use_database: str) -> None:
     assert samples.cli("send", "2021-07", "--yes").exit_code == 0
     before = outbox(samples.root)
     again = samples.cli("send", "2021-07", "--yes")
@@ -73,7 +76,7 @@ def test_second_send_sends_nothing_and_says_so(samples: Newsletter) -> None:
     assert outbox(samples.root) == before
 
 
-def test_reader_added_later_gets_it_on_next_send(samples: Newsletter) -> None:
+def test_reader_added_later_gets_it_on_next_send(samples: Newsletter, use_database: str) -> None:
     samples.cli("send", "2021-07", "--yes")
     count = len(outbox(samples.root))
     with open(samples.root / "subscribers" / "sample.csv", "a", encoding="utf-8") as handle:
@@ -84,7 +87,7 @@ def test_reader_added_later_gets_it_on_next_send(samples: Newsletter) -> None:
     assert "new.reader@example.org" in by_recipient(samples.root)
 
 
-def test_names_are_escaped_in_html_and_raw_in_text(samples: Newsletter) -> None:
+def test_names_are_escaped_in_html_and_raw_in_text(samples: Newsletter, use_database: str) -> None:
     samples.write("subscribers/sample.csv", HEADER + "bob@example.org,Bob <b>,all,\nco@example.org,Chloé & Co,all,\n")
     assert samples.cli("send", "2021-07", "--yes").exit_code == 0
     received = by_recipient(samples.root)
@@ -96,32 +99,32 @@ def test_names_are_escaped_in_html_and_raw_in_text(samples: Newsletter) -> None:
         assert raw in text and escaped in html and raw not in html
 
 
-def test_draft_and_invalid_issues_are_refused(samples: Newsletter) -> None:
+def test_draft_and_invalid_issues_are_refused(samples: Newsletter, use_database: str) -> None:
     draft = samples.cli("send", "2021-03", "--yes")
     assert draft.exit_code == 1
     assert "fails `newsletter check`" in draft.stderr or "is a draft" in draft.stderr
     assert outbox(samples.root, "2021-03") == []
 
 
-def test_dry_run_hands_nothing_over_and_writes_no_ledger(samples: Newsletter) -> None:
+def test_dry_run_hands_nothing_over_and_writes_no_ledger(samples: Newsletter, use_database: str) -> None:
     result = samples.cli("send", "2021-07", "--dry-run")
     assert result.exit_code == 0
     assert "would send now" in result.stdout
     assert outbox(samples.root) == []
-    assert Ledger(f"sqlite:///{samples.root / 'state' / 'newsletter.db'}").counts("2021-07") == {}
+    assert Ledger(use_database).counts("2021-07") == {}
 
 
-def test_test_send_marks_subject_and_leaves_ledger_alone(samples: Newsletter) -> None:
+def test_test_send_marks_subject_and_leaves_ledger_alone(samples: Newsletter, use_database: str) -> None:
     result = samples.cli("send", "2021-07", "--test", "me@example.org", "--test", "you@example.org")
     assert result.exit_code == 0, result.stderr
     tests = sorted((samples.root / "outbox" / "2021-07" / "test").glob("*.eml"))
     assert len(tests) == 3 * 2  # every variant of a 2-summary issue, to both addresses
     assert all(str(parse(p)["Subject"]).startswith("[TEST] ") for p in tests)
     assert outbox(samples.root) == []
-    assert Ledger(f"sqlite:///{samples.root / 'state' / 'newsletter.db'}").counts("2021-07") == {}
+    assert Ledger(use_database).counts("2021-07") == {}
 
 
-def test_strict_refuses_bad_rows_before_sending(samples: Newsletter) -> None:
+def test_strict_refuses_bad_rows_before_sending(samples: Newsletter, use_database: str) -> None:
     samples.write("subscribers/bad.csv", HEADER + "not-an-address,X,all,\n")
     strict = samples.cli("send", "2021-07", "--yes", "--strict")
     assert strict.exit_code == 1 and "subscribers/bad.csv:2: error: invalid address" in strict.stderr
@@ -151,7 +154,7 @@ def expected_readers(n: int) -> int:
     return n - n // 6 - (1 if n % 6 > 4 else 0)
 
 
-def test_sigkill_at_any_moment_then_rerun_sends_everyone_exactly_once(samples: Newsletter) -> None:
+def test_sigkill_at_any_moment_then_rerun_sends_everyone_exactly_once(samples: Newsletter, use_database: str) -> None:
     n = 3000
     many_readers(samples, n)
     rng = random.Random(7)
@@ -166,11 +169,11 @@ def test_sigkill_at_any_moment_then_rerun_sends_everyone_exactly_once(samples: N
     received = by_recipient(samples.root)
     assert len(received) == expected_readers(n)
     assert all(len(msgs) == 1 for msgs in received.values())
-    counts = Ledger(f"sqlite:///{samples.root / 'state' / 'newsletter.db'}").counts("2021-07")
+    counts = Ledger(use_database).counts("2021-07")
     assert counts.get("sent") == expected_readers(n) and "failed" not in counts and "in_doubt" not in counts
 
 
-def test_two_sends_at_once_never_send_anyone_twice(samples: Newsletter) -> None:
+def test_two_sends_at_once_never_send_anyone_twice(samples: Newsletter, use_database: str) -> None:
     n = 3000
     many_readers(samples, n)
     procs = [cli_process(samples, "send", "2021-07", "--yes") for _ in range(2)]
@@ -217,7 +220,9 @@ print(report.sent, len(report.in_doubt))
 '''
 
 
-def test_batch_killed_in_flight_is_in_doubt_and_resent_only_when_asked(newsletter: Newsletter) -> None:
+def test_batch_killed_in_flight_is_in_doubt_and_resent_only_when_asked(
+    newsletter: Newsletter, use_database: str
+) -> None:
     newsletter.issue()
     newsletter.write("subscribers/r.csv", HEADER + "".join(f"r{i}@example.org,R{i},all,\n" for i in range(45)))
     script = newsletter.write("killer.py", KILLER)
@@ -228,8 +233,8 @@ def test_batch_killed_in_flight_is_in_doubt_and_resent_only_when_asked(newslette
 
     died = run("die", "no")
     assert died.returncode == -signal.SIGKILL
-    ledger = Ledger(f"sqlite:///{newsletter.root / 'state' / 'newsletter.db'}")
-    assert ledger.counts("2030-01") == {"sent": 20, "sending": 10}
+    ledger = Ledger(use_database)
+    assert ledger.counts("2030-01") == {"sent": 20, "sending": 10, "queued": 15}  # queued: recorded, never claimed
     again = run("live", "no")
     assert again.stdout.split() == ["15", "10"]  # the rest sent; the in-flight batch reported, not resent
     assert ledger.counts("2030-01") == {"sent": 35, "in_doubt": 10}

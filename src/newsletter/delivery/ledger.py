@@ -1,21 +1,32 @@
-"""The send ledger: who has been sent which issue, in a database.
+"""The send ledger: who has been sent which issue, in a database (SQLite or PostgreSQL).
 
 Every reader of an issue has at most one row. Its status moves
 
-    (none) / skipped / failed ──claim──▶ sending ──▶ sent | failed
-                                            │
+    (none) ──enqueue──▶ queued ──claim──▶ sending ──▶ sent | failed
+    skipped / failed ──────claim──────▶    │
                                   process died ▼
                                          in_doubt ──(--resend-in-doubt)──▶ sending
 
-A claim is a conditional write in one transaction, so two processes sending
-the same issue can never both own a reader; it is taken just before the batch
-is handed to the provider. A row left in ``sending`` by a process that is no
-longer alive was handed over, or about to be, with no answer recorded: its
-outcome is unknown, so it becomes ``in_doubt`` and is not resent unless asked.
+A run first records its readers (``enqueue``: ``queued``, and ``skipped``
+with the reason), then claims them batch by batch, each just before the
+batch is handed to the provider. A claim is a conditional update in one
+transaction, so two processes sending the same issue can never both own a
+reader. On PostgreSQL it skips rows another claim holds at that moment
+(``FOR UPDATE SKIP LOCKED``) instead of waiting for it: senders on several
+machines never wait on each other's claims, they just take other readers.
+(The rows exist before any claim so that a claim never inserts: an insert
+of a key that another open transaction has inserted waits for it.)
+
+A row left in ``sending`` by a process that is no longer alive was handed
+over, or about to be, with no answer recorded: its outcome is unknown, so it
+becomes ``in_doubt`` and is not resent unless asked. A run on this machine
+is known dead when its pid is; one elsewhere (another machine, another PID
+namespace) when its heartbeat is older than ``RUN_LEASE``.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import uuid
@@ -29,17 +40,26 @@ from sqlalchemy.engine import Connection, Engine
 from newsletter.db import open_database
 from newsletter.db.schema import deliveries, runs, suppressions
 from newsletter.support.batches import chunks
-from newsletter.support.processes import alive, start_time
+from newsletter.support.processes import alive, ours_to_check, pid_space, start_time
 
-SENT, SKIPPED, FAILED, SENDING, IN_DOUBT = "sent", "skipped", "failed", "sending", "in_doubt"
-# A run on another host is presumed dead when silent this long.
+SENT, SKIPPED, FAILED, SENDING, IN_DOUBT, QUEUED = "sent", "skipped", "failed", "sending", "in_doubt", "queued"
+# A run elsewhere is presumed dead when silent this long. A live run beats
+# at every claim and at least every HEARTBEAT while a request is in flight.
 RUN_LEASE = timedelta(minutes=10)
+HEARTBEAT = timedelta(minutes=1)
 # SQLite caps bound parameters per statement; stay well under it.
 PARAMETERS = 500
+# Readers recorded per transaction at the start of a run: on PostgreSQL a
+# second run recording the same readers at once waits for one chunk, not all.
+RECORD_CHUNK = 5000
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)  # SQLite hands back naive UTC
 
 
 @dataclass(frozen=True)
@@ -58,17 +78,31 @@ class Ledger:
     def __init__(self, url: str) -> None:
         """Open the database at ``url``, creating or upgrading its schema (ConfigError if it cannot)."""
         self.engine: Engine = open_database(url)
+        self.postgres = self.engine.dialect.name == "postgresql"
 
-    def _many(self, conn: Connection, sql: str, rows: Sequence[tuple[object, ...]]) -> None:
-        """Run one statement for many rows straight through the driver.
+    def _write_many(self, sql: str, rows: Sequence[tuple[str, ...]], constants: str) -> None:
+        """Run an INSERT of ``rows`` (issue id, address, and any more values) in sorted chunks.
 
-        These statements run once per reader of a send; SQLAlchemy's own
-        parameter processing costs ~20 µs a row, the driver's executemany ~1.
-        The SQL is the same in SQLite and PostgreSQL but for the placeholder.
+        These run once per reader of a send: straight through the driver,
+        not SQLAlchemy's parameter processing (~20 µs a row). ``sql`` has
+        ``{rows}`` where the rows go, each followed by the SQL ``constants``:
+        SQLite takes them one by one through ``executemany``; PostgreSQL as
+        one array per column, one statement per chunk. Sorted, so that two
+        runs writing the same readers take row locks in one order and cannot
+        deadlock.
         """
-        if self.engine.dialect.paramstyle != "qmark":
-            sql = sql.replace("?", "%s")
-        conn.exec_driver_sql(sql, rows)
+        width = len(rows[0]) - 1
+        for chunk in chunks(sorted(rows), RECORD_CHUNK):
+            with self.engine.begin() as conn:
+                if self.postgres:
+                    names = ", ".join(f"c{i}" for i in range(width))
+                    arrays = ", ".join(["%s::text[]"] * width)
+                    source = f"SELECT %s, {names}, {constants} FROM unnest({arrays}) AS r({names})"
+                    values = [[row[i + 1] for row in chunk] for i in range(width)]
+                    conn.exec_driver_sql(sql.format(rows=source), (chunk[0][0], *values))
+                else:
+                    marks = ", ".join(["?"] * (width + 1))
+                    conn.exec_driver_sql(sql.format(rows=f"VALUES ({marks}, {constants})"), chunk)
 
     # -- runs -----------------------------------------------------------------
 
@@ -83,18 +117,23 @@ class Ledger:
                     host=socket.gethostname(),
                     pid=os.getpid(),
                     proc_start=start_time(os.getpid()),
+                    pid_space=pid_space(),
                     started_at=now,
                     heartbeat_at=now,
                 )
             )
         return run_id
 
+    def heartbeat(self, run_id: str) -> None:
+        """The run's sign of life, for senders elsewhere (claims beat too)."""
+        with self.engine.begin() as conn:
+            conn.execute(update(runs).where(runs.c.run_id == run_id).values(heartbeat_at=_now()))
+
     def finish_run(self, run_id: str) -> None:
         with self.engine.begin() as conn:
             conn.execute(update(runs).where(runs.c.run_id == run_id).values(finished_at=_now()))
 
     def _dead_runs(self, conn: Connection, issue_id: str) -> list[str]:
-        host = socket.gethostname()
         dead = []
         rows = conn.execute(
             select(runs).where(
@@ -105,11 +144,10 @@ class Ledger:
             )
         )
         for run in rows:
-            heartbeat = run.heartbeat_at if run.heartbeat_at.tzinfo else run.heartbeat_at.replace(tzinfo=UTC)
             if (
                 run.finished_at is not None
-                or (run.host == host and not alive(run.pid, run.proc_start))
-                or _now() - heartbeat > RUN_LEASE
+                or (ours_to_check(run.host, run.pid_space) and not alive(run.pid, run.proc_start))
+                or _now() - _aware(run.heartbeat_at) > RUN_LEASE
             ):
                 dead.append(run.run_id)
         return dead
@@ -120,16 +158,11 @@ class Ledger:
             dead = self._dead_runs(conn, issue_id)
             if not dead:
                 return []
-            emails = list(
-                conn.execute(
-                    select(deliveries.c.email).where(
-                        deliveries.c.issue_id == issue_id, deliveries.c.status == SENDING, deliveries.c.run_id.in_(dead)
-                    )
-                ).scalars()
-            )
+            left = (deliveries.c.issue_id == issue_id, deliveries.c.status == SENDING, deliveries.c.run_id.in_(dead))
+            emails = list(conn.execute(select(deliveries.c.email).where(*left)).scalars())
             conn.execute(
                 update(deliveries)
-                .where(deliveries.c.issue_id == issue_id, deliveries.c.status == SENDING, deliveries.c.run_id.in_(dead))
+                .where(*left)
                 .values(
                     status=IN_DOUBT,
                     reason="process stopped after handing over the batch, before the answer",
@@ -155,6 +188,17 @@ class Ledger:
                 ).all()
             )
 
+    def enqueue(self, issue_id: str, emails: Iterable[str]) -> None:
+        """Record readers about to be sent the issue (``queued``), unless they already have a row."""
+        rows = [(issue_id, e) for e in emails]
+        if rows:
+            self._write_many(
+                "INSERT INTO deliveries (issue_id, email, status, updated_at) {rows} "
+                "ON CONFLICT (issue_id, email) DO NOTHING",
+                rows,
+                f"'{QUEUED}', CURRENT_TIMESTAMP",
+            )
+
     def claim(
         self,
         issue_id: str,
@@ -165,43 +209,41 @@ class Ledger:
         variant: str,
         resend_in_doubt: bool = False,
     ) -> list[str]:
-        """Take the addresses no one else owns or has sent; return those now ours."""
-        claimable = [SKIPPED, FAILED] + ([IN_DOUBT] if resend_in_doubt else [])
-        now = _now()
+        """Take the addresses that are queued, skipped or failed and that no one else holds; return those now ours.
+
+        Readers must have a row (``enqueue``): a claim never inserts, so on
+        PostgreSQL it never waits for another claim (see the module docstring).
+        """
+        claimable = [QUEUED, SKIPPED, FAILED] + ([IN_DOUBT] if resend_in_doubt else [])
+        if self.postgres:
+            sql = (
+                f"UPDATE deliveries SET status = '{SENDING}', variant = %s, batch_id = %s, run_id = %s, reason = NULL, "
+                "updated_at = CURRENT_TIMESTAMP WHERE id IN (SELECT id FROM deliveries WHERE issue_id = %s "
+                "AND status = ANY(%s::text[]) AND email = ANY(%s::text[]) FOR UPDATE SKIP LOCKED) RETURNING email"
+            )
+            params: tuple[object, ...] = (variant, batch_id, run_id, issue_id, claimable, list(emails))
+        else:
+            # One statement for the batch: the addresses as one JSON array, not a parameter each.
+            sql = (
+                f"UPDATE deliveries SET status = '{SENDING}', variant = ?, batch_id = ?, run_id = ?, reason = NULL, "
+                f"updated_at = CURRENT_TIMESTAMP WHERE issue_id = ? AND status IN ({', '.join('?' * len(claimable))}) "
+                "AND email IN (SELECT value FROM json_each(?)) RETURNING email"
+            )
+            params = (variant, batch_id, run_id, issue_id, *claimable, json.dumps(emails))
         with self.engine.begin() as conn:
             # A claim is also the run's sign of life: one commit, not two.
-            conn.execute(update(runs).where(runs.c.run_id == run_id).values(heartbeat_at=now))
-            self._many(
-                conn,
-                "INSERT INTO deliveries (issue_id, email, status, variant, batch_id, run_id, updated_at) "
-                f"VALUES (?, ?, '{SENDING}', ?, ?, ?, CURRENT_TIMESTAMP) "
-                "ON CONFLICT (issue_id, email) DO NOTHING",
-                [(issue_id, e, variant, batch_id, run_id) for e in emails],
-            )
-            ours = set(conn.execute(select(deliveries.c.email).where(deliveries.c.batch_id == batch_id)).scalars())
-            # Readers with a row already (skipped, failed, in doubt) are taken
-            # by a conditional update; on a first send there are none.
-            rest = [e for e in emails if e not in ours]
-            for chunk in chunks(rest, PARAMETERS):
-                conn.execute(
-                    update(deliveries)
-                    .where(
-                        deliveries.c.issue_id == issue_id,
-                        deliveries.c.email.in_(chunk),
-                        deliveries.c.status.in_(claimable),
-                    )
-                    .values(
-                        status=SENDING, variant=variant, batch_id=batch_id, run_id=run_id, reason=None, updated_at=now
-                    )
-                )
-            if rest:
-                ours = set(conn.execute(select(deliveries.c.email).where(deliveries.c.batch_id == batch_id)).scalars())
-            return [e for e in emails if e in ours]
+            conn.execute(update(runs).where(runs.c.run_id == run_id).values(heartbeat_at=_now()))
+            ours = set(conn.exec_driver_sql(sql, params).scalars())
+        return [e for e in emails if e in ours]
 
     def release(self, batch_id: str) -> None:
-        """Give back a claim that was never handed over (e.g. a refused configuration)."""
+        """Give back a claim that was never handed over (e.g. a refused configuration): queued again."""
         with self.engine.begin() as conn:
-            conn.execute(deliveries.delete().where(deliveries.c.batch_id == batch_id, deliveries.c.status == SENDING))
+            conn.execute(
+                update(deliveries)
+                .where(deliveries.c.batch_id == batch_id, deliveries.c.status == SENDING)
+                .values(status=QUEUED, batch_id=None, run_id=None, variant=None, updated_at=_now())
+            )
 
     def record_failed(self, issue_id: str, batch_id: str, failed: dict[str, str]) -> None:
         """Mark the addresses of one batch that the provider refused (address → its reason)."""
@@ -232,19 +274,20 @@ class Ledger:
             )
 
     def record_skipped(self, issue_id: str, skipped: Iterable[tuple[str, str]]) -> None:
-        """Note why readers were not sent the issue, unless they already have a row."""
+        """Note why readers are not sent the issue, unless they have a row of another kind (sent...)."""
         rows = [(issue_id, e, r) for e, r in skipped]
         if not rows:
             return
-        with self.engine.begin() as conn:
-            self._many(
-                conn,
-                "INSERT INTO deliveries (issue_id, email, status, reason, updated_at) "
-                f"VALUES (?, ?, '{SKIPPED}', ?, CURRENT_TIMESTAMP) "
-                "ON CONFLICT (issue_id, email) DO UPDATE SET reason = excluded.reason, "
-                f"updated_at = excluded.updated_at WHERE deliveries.status = '{SKIPPED}'",
-                rows,
-            )
+        # Only what changed is written: a rerun does not rewrite every skipped row.
+        differs = "IS DISTINCT FROM" if self.postgres else "IS NOT"
+        self._write_many(
+            "INSERT INTO deliveries (issue_id, email, reason, status, updated_at) {rows} "
+            "ON CONFLICT (issue_id, email) DO UPDATE SET status = excluded.status, reason = excluded.reason, "
+            f"updated_at = excluded.updated_at WHERE deliveries.status = '{QUEUED}' "
+            f"OR (deliveries.status = '{SKIPPED}' AND deliveries.reason {differs} excluded.reason)",
+            rows,
+            f"'{SKIPPED}', CURRENT_TIMESTAMP",
+        )
 
     def resolve(self, issue_id: str, emails: Iterable[str], status: str) -> None:
         """Settle in-doubt rows whose outcome the backend can tell after all."""

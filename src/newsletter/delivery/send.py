@@ -19,7 +19,7 @@ from newsletter.content.model import Issue, Selection
 from newsletter.content.workspace import Workspace
 from newsletter.delivery.backends import select_backend
 from newsletter.delivery.backends.base import Backend, Envelope, Recipient
-from newsletter.delivery.ledger import FAILED, IN_DOUBT, SENDING, SENT, SKIPPED, Ledger
+from newsletter.delivery.ledger import FAILED, IN_DOUBT, QUEUED, SENDING, SENT, SKIPPED, Ledger
 from newsletter.delivery.links import Links
 from newsletter.errors import BatchFailed, BatchInDoubt, ConfigError, ContentError, Problem, errors_in
 from newsletter.render.renderer import Renderer
@@ -203,7 +203,8 @@ def send_issue(
             _settle_in_doubt(sender, ledger, readers)
             ledger.record_skipped(issue.id, ((r.key, reason) for r, reason in audience.skipped))
         statuses = ledger.statuses(issue.id)
-        open_ = {None, SKIPPED, FAILED} | ({IN_DOUBT} if resend_in_doubt else set())
+        open_ = {None, QUEUED, SKIPPED, FAILED} | ({IN_DOUBT} if resend_in_doubt else set())
+        work: list[tuple[Selection, list[Subscriber]]] = []
         for selection, group in audience.groups.items():
             pending = []
             for reader in group:
@@ -217,8 +218,11 @@ def send_issue(
                 else:
                     report.in_doubt[reader.email] = "in doubt from an earlier run; resend with --resend-in-doubt"
             progress(len(group) - len(pending))
-            if not pending:
-                continue
+            if pending:
+                work.append((selection, pending))
+        if run_id is not None:  # a claim takes rows that exist (see the ledger): record the run's readers first
+            ledger.enqueue(issue.id, [r.key for _, pending in work for r in pending if statuses.get(r.key) is None])
+        for selection, pending in work:
             variant = sender.variant(selection)
             report.variants[variant.key] = len(pending)
             for chunk in chunks(pending, backend.batch_size):
