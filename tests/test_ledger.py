@@ -7,7 +7,7 @@ import os
 import sqlite3
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -126,6 +126,23 @@ def test_a_run_elsewhere_is_judged_by_its_heartbeat_not_by_our_pids(database_url
     with ledger.engine.begin() as conn:
         conn.execute(update(runs).values(heartbeat_at=datetime.now(UTC) - RUN_LEASE * 1.1))
     assert ledger.settle_orphans("2030-01") == ["a@x.org"]
+
+
+def test_heartbeats_are_judged_by_the_databases_clock_not_the_senders(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Senders on several machines: one whose clock runs an hour fast must
+    # not take a run elsewhere, heard from a moment ago, for a dead one.
+    import newsletter.delivery.ledger as module
+
+    ledger = Ledger(database_url)
+    run = ledger.start_run("2030-01")
+    ledger.enqueue("2030-01", ["a@x.org"])
+    claim(ledger, ["a@x.org"], run, "b1")
+    with ledger.engine.begin() as conn:
+        conn.execute(update(runs).values(pid_space="elsewhere"))
+    monkeypatch.setattr(module, "_now", lambda: datetime.now(UTC) + timedelta(hours=1))
+    assert ledger.settle_orphans("2030-01") == []
 
 
 def test_a_run_of_a_release_before_pid_spaces_is_judged_by_host_name(database_url: str) -> None:

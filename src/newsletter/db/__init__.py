@@ -6,6 +6,6 @@ place. The ledger opens it; the scheduler's tables share the ledger's
 engine (APScheduler's job store alone connects by itself, to its own table).
 """
 
-from newsletter.db.engine import open_database
+from newsletter.db.engine import database_now, open_database
 
-__all__ = ["open_database"]
+__all__ = ["database_now", "open_database"]

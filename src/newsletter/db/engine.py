@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, func, select
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -65,6 +66,17 @@ def connect(url: str) -> Engine:
         # waits here, then finds the schema made.
         event.listen(engine, "begin", _begin_immediate)
     return engine
+
+
+def database_now(conn: Connection) -> datetime:
+    """The database's clock, in UTC.
+
+    Runs and the scheduler's lease write their heartbeats with it and are
+    judged by it: with processes on several machines, one clock, so that a
+    machine whose clock is off cannot take a live run elsewhere for a dead one.
+    """
+    value: datetime = conn.execute(select(func.current_timestamp())).scalar_one()
+    return value if value.tzinfo else value.replace(tzinfo=UTC)  # SQLite's: naive UTC
 
 
 def _begin_immediate(conn: Connection) -> None:

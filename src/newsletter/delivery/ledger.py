@@ -30,14 +30,15 @@ import json
 import os
 import socket
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 
-from newsletter.db import open_database
+from newsletter.db import database_now, open_database
 from newsletter.db.schema import deliveries, runs, suppressions
 from newsletter.support.batches import chunks
 from newsletter.support.processes import alive, ours_to_check, pid_space, start_time
@@ -49,8 +50,9 @@ RUN_LEASE = timedelta(minutes=10)
 HEARTBEAT = timedelta(minutes=1)
 # SQLite caps bound parameters per statement; stay well under it.
 PARAMETERS = 500
-# Readers recorded per transaction at the start of a run: on PostgreSQL a
+# Readers recorded per transaction at the start of a run on PostgreSQL: a
 # second run recording the same readers at once waits for one chunk, not all.
+# (SQLite writes one at a time anyway: there, one transaction, one commit.)
 RECORD_CHUNK = 5000
 
 
@@ -79,36 +81,46 @@ class Ledger:
         """Open the database at ``url``, creating or upgrading its schema (ConfigError if it cannot)."""
         self.engine: Engine = open_database(url)
         self.postgres = self.engine.dialect.name == "postgresql"
+        # Batch outcomes to write with the next claim (see record_batch).
+        self._unwritten: list[dict[str, str | None]] = []
 
-    def _write_many(self, sql: str, rows: Sequence[tuple[str, ...]], constants: str) -> None:
-        """Run an INSERT of ``rows`` (issue id, address, and any more values) in sorted chunks.
+    def _add_readers(self, sql: str, issue_id: str, groups: dict[tuple[str, ...], list[str]]) -> None:
+        """Run an INSERT of many readers' rows: ``groups`` maps the statement's other values to addresses.
 
-        These run once per reader of a send: straight through the driver,
-        not SQLAlchemy's parameter processing (~20 µs a row). ``sql`` has
-        ``{rows}`` where the rows go, each followed by the SQL ``constants``:
-        SQLite takes them one by one through ``executemany``; PostgreSQL as
-        one array per column, one statement per chunk. Sorted, so that two
-        runs writing the same readers take row locks in one order and cannot
-        deadlock.
+        These write a row for every reader of a send, so the addresses go as
+        one parameter, not one each (SQLAlchemy's parameter processing costs
+        ~20 µs a row, the driver's executemany ~2): a JSON array on SQLite,
+        an array on PostgreSQL, which ``{readers}`` in ``sql`` unpacks; ``{p}``
+        is the driver's placeholder. Parameters: the issue id, the group's
+        values, the addresses. On PostgreSQL in chunks of RECORD_CHUNK, each
+        sorted, so that two runs writing the same readers take row locks in
+        one order and cannot deadlock.
         """
-        width = len(rows[0]) - 1
-        for chunk in chunks(sorted(rows), RECORD_CHUNK):
+        p = "%s" if self.postgres else "?"
+        readers = (
+            f"(SELECT unnest({p}::text[]) AS email)"
+            if self.postgres
+            else f"(SELECT value AS email FROM json_each({p}))"
+        )
+        statement = sql.format(p=p, readers=readers)
+        jobs = [
+            (issue_id, *values, chunk if self.postgres else json.dumps(chunk))
+            for values, emails in groups.items()
+            for chunk in chunks(sorted(emails), RECORD_CHUNK if self.postgres else len(emails) or 1)
+        ]
+        if self.postgres:
+            for job in jobs:
+                with self.engine.begin() as conn:
+                    conn.exec_driver_sql(statement, job)
+        else:
             with self.engine.begin() as conn:
-                if self.postgres:
-                    names = ", ".join(f"c{i}" for i in range(width))
-                    arrays = ", ".join(["%s::text[]"] * width)
-                    source = f"SELECT %s, {names}, {constants} FROM unnest({arrays}) AS r({names})"
-                    values = [[row[i + 1] for row in chunk] for i in range(width)]
-                    conn.exec_driver_sql(sql.format(rows=source), (chunk[0][0], *values))
-                else:
-                    marks = ", ".join(["?"] * (width + 1))
-                    conn.exec_driver_sql(sql.format(rows=f"VALUES ({marks}, {constants})"), chunk)
+                for job in jobs:
+                    conn.exec_driver_sql(statement, job)
 
     # -- runs -----------------------------------------------------------------
 
     def start_run(self, issue_id: str) -> str:
         run_id = uuid.uuid4().hex
-        now = _now()
         with self.engine.begin() as conn:
             conn.execute(
                 insert(runs).values(
@@ -118,8 +130,9 @@ class Ledger:
                     pid=os.getpid(),
                     proc_start=start_time(os.getpid()),
                     pid_space=pid_space(),
-                    started_at=now,
-                    heartbeat_at=now,
+                    # the database's clock, the one every sender's heartbeat is judged by
+                    started_at=func.current_timestamp(),
+                    heartbeat_at=func.current_timestamp(),
                 )
             )
         return run_id
@@ -127,14 +140,14 @@ class Ledger:
     def heartbeat(self, run_id: str) -> None:
         """The run's sign of life, for senders elsewhere (claims beat too)."""
         with self.engine.begin() as conn:
-            conn.execute(update(runs).where(runs.c.run_id == run_id).values(heartbeat_at=_now()))
+            conn.execute(update(runs).where(runs.c.run_id == run_id).values(heartbeat_at=func.current_timestamp()))
 
     def finish_run(self, run_id: str) -> None:
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             conn.execute(update(runs).where(runs.c.run_id == run_id).values(finished_at=_now()))
 
     def _dead_runs(self, conn: Connection, issue_id: str) -> list[str]:
-        dead = []
+        now, dead = database_now(conn), []
         rows = conn.execute(
             select(runs).where(
                 runs.c.issue_id == issue_id,
@@ -147,7 +160,7 @@ class Ledger:
             if (
                 run.finished_at is not None
                 or (ours_to_check(run.host, run.pid_space) and not alive(run.pid, run.proc_start))
-                or _now() - _aware(run.heartbeat_at) > RUN_LEASE
+                or now - _aware(run.heartbeat_at) > RUN_LEASE
             ):
                 dead.append(run.run_id)
         return dead
@@ -190,13 +203,13 @@ class Ledger:
 
     def enqueue(self, issue_id: str, emails: Iterable[str]) -> None:
         """Record readers about to be sent the issue (``queued``), unless they already have a row."""
-        rows = [(issue_id, e) for e in emails]
-        if rows:
-            self._write_many(
-                "INSERT INTO deliveries (issue_id, email, status, updated_at) {rows} "
-                "ON CONFLICT (issue_id, email) DO NOTHING",
-                rows,
-                f"'{QUEUED}', CURRENT_TIMESTAMP",
+        found = list(emails)
+        if found:
+            self._add_readers(
+                f"INSERT INTO deliveries (issue_id, email, status, updated_at) SELECT {{p}}, email, '{QUEUED}', "
+                "CURRENT_TIMESTAMP FROM {readers} AS r WHERE true ON CONFLICT (issue_id, email) DO NOTHING",
+                issue_id,
+                {(): found},
             )
 
     def claim(
@@ -230,15 +243,15 @@ class Ledger:
                 "AND email IN (SELECT value FROM json_each(?)) RETURNING email"
             )
             params = (variant, batch_id, run_id, issue_id, *claimable, json.dumps(emails))
-        with self.engine.begin() as conn:
-            # A claim is also the run's sign of life: one commit, not two.
-            conn.execute(update(runs).where(runs.c.run_id == run_id).values(heartbeat_at=_now()))
+        # One commit for the answers to the batches before (record_batch), the run's sign of life and the claim.
+        with self._begin() as conn:
+            conn.execute(update(runs).where(runs.c.run_id == run_id).values(heartbeat_at=func.current_timestamp()))
             ours = set(conn.exec_driver_sql(sql, params).scalars())
         return [e for e in emails if e in ours]
 
     def release(self, batch_id: str) -> None:
         """Give back a claim that was never handed over (e.g. a refused configuration): queued again."""
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             conn.execute(
                 update(deliveries)
                 .where(deliveries.c.batch_id == batch_id, deliveries.c.status == SENDING)
@@ -261,32 +274,77 @@ class Ledger:
                 )
 
     def record_batch(
-        self, issue_id: str, batch_id: str, status: str, *, message_id: str | None = None, reason: str | None = None
+        self,
+        issue_id: str,
+        batch_id: str,
+        status: str,
+        *,
+        message_id: str | None = None,
+        reason: str | None = None,
+        with_next_claim: bool = False,
     ) -> None:
-        """The same outcome for every address of a batch (one statement)."""
+        """The same outcome for every address of a batch (one statement).
+
+        ``with_next_claim``: written in the transaction of this ledger's next
+        claim (or ``flush``, ``release``, ``finish_run``): one commit a batch
+        in the send loop instead of two. Until then the batch is still
+        ``sending``; a crash in between leaves it in doubt, as a crash just
+        before the answer would.
+        """
+        self._unwritten.append(
+            {"o_issue": issue_id, "o_batch": batch_id, "o_status": status, "o_id": message_id, "o_reason": reason}
+        )
+        if not with_next_claim:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the batch outcomes held for the next claim (``record_batch``)."""
+        if self._unwritten:
+            with self._begin():
+                pass
+
+    @contextmanager
+    def _begin(self) -> Iterator[Connection]:
+        """A transaction that first writes the batch outcomes held for it (``record_batch``)."""
+        held = list(self._unwritten)
         with self.engine.begin() as conn:
-            conn.execute(
-                update(deliveries)
-                .where(
-                    deliveries.c.issue_id == issue_id, deliveries.c.batch_id == batch_id, deliveries.c.status == SENDING
+            if held:
+                conn.execute(
+                    update(deliveries)
+                    .where(
+                        deliveries.c.issue_id == bindparam("o_issue"),
+                        deliveries.c.batch_id == bindparam("o_batch"),
+                        deliveries.c.status == SENDING,
+                    )
+                    .values(
+                        status=bindparam("o_status"),
+                        message_id=bindparam("o_id"),
+                        reason=bindparam("o_reason"),
+                        updated_at=func.current_timestamp(),
+                    ),
+                    held,
                 )
-                .values(status=status, message_id=message_id, reason=reason, updated_at=_now())
-            )
+            yield conn
+        # Forgotten only once committed: a transaction that failed leaves them for the next.
+        self._unwritten = self._unwritten[len(held) :]
 
     def record_skipped(self, issue_id: str, skipped: Iterable[tuple[str, str]]) -> None:
         """Note why readers are not sent the issue, unless they have a row of another kind (sent...)."""
-        rows = [(issue_id, e, r) for e, r in skipped]
-        if not rows:
+        by_reason: dict[tuple[str, ...], list[str]] = {}
+        for email, reason in skipped:
+            by_reason.setdefault((reason,), []).append(email)
+        if not by_reason:
             return
         # Only what changed is written: a rerun does not rewrite every skipped row.
         differs = "IS DISTINCT FROM" if self.postgres else "IS NOT"
-        self._write_many(
-            "INSERT INTO deliveries (issue_id, email, reason, status, updated_at) {rows} "
+        self._add_readers(
+            f"INSERT INTO deliveries (issue_id, reason, email, status, updated_at) SELECT {{p}}, {{p}}, email, "
+            f"'{SKIPPED}', CURRENT_TIMESTAMP FROM {{readers}} AS r WHERE true "
             "ON CONFLICT (issue_id, email) DO UPDATE SET status = excluded.status, reason = excluded.reason, "
             f"updated_at = excluded.updated_at WHERE deliveries.status = '{QUEUED}' "
             f"OR (deliveries.status = '{SKIPPED}' AND deliveries.reason {differs} excluded.reason)",
-            rows,
-            f"'{SKIPPED}', CURRENT_TIMESTAMP",
+            issue_id,
+            by_reason,
         )
 
     def resolve(self, issue_id: str, emails: Iterable[str], status: str) -> None:

@@ -42,11 +42,12 @@ from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import STATE_STOPPED
-from sqlalchemy import insert, inspect, select, update
+from sqlalchemy import func, insert, inspect, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.sql.elements import ColumnElement
 
+from newsletter.db import database_now
 from newsletter.db.schema import APSCHEDULER_JOBS, scheduler_lease
 from newsletter.delivery.ledger import Ledger
 from newsletter.errors import ConfigError
@@ -106,10 +107,14 @@ class Lease:
         )
 
     def acquire(self) -> None:
-        """Take the lease, or raise ConfigError naming the scheduler that holds it."""
-        now = datetime.now(UTC)
+        """Take the lease, or raise ConfigError naming the scheduler that holds it.
+
+        Heartbeats are written and judged by the database's clock: on several
+        machines, one clock.
+        """
         try:
             with self.engine.begin() as conn:
+                now = database_now(conn)
                 row = conn.execute(select(scheduler_lease).where(scheduler_lease.c.name == self.NAME)).first()
                 if row is None:
                     conn.execute(
@@ -151,7 +156,7 @@ class Lease:
         """Renew the lease; False if another process has taken it."""
         with self.engine.begin() as conn:
             done = conn.execute(
-                update(scheduler_lease).where(*self._held_by_us()).values(heartbeat_at=datetime.now(UTC))
+                update(scheduler_lease).where(*self._held_by_us()).values(heartbeat_at=func.current_timestamp())
             )
             return done.rowcount == 1
 
