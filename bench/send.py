@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/send.py                  # 100,000 readers: no-op and SendGrid; 10,000 through the outbox
     .venv/bin/python bench/send.py --readers 20000 --outbox-readers 0 --no-sendgrid
+    .venv/bin/python bench/send.py --database-url 'postgresql://me@/postgres?host=/var/run/postgresql'
 
 SendGrid mode talks to the fake SendGrid of the tests (tests/fake_sendgrid.py),
 started in its own process on 127.0.0.1, and also measures (a) the floor:
@@ -9,7 +10,10 @@ POSTing the same pre-built payloads and nothing else, and (b) the naive
 design: render and POST per reader, on a 2,000-reader sample, extrapolated.
 
 Each backend runs in a fresh process so its peak memory (max RSS) is its own,
-on a database made beforehand (see ``make_database``).
+on a database made beforehand (see ``make_database``): a SQLite file in the
+folder, or with ``--database-url`` a scratch PostgreSQL database created on
+that server for each backend and dropped after it (the URL's role must be
+allowed to create databases).
 The no-op backend fills every reader's message, as a real one would, and
 drops it: it measures our own overhead apart from the disk.
 """
@@ -27,6 +31,8 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -68,6 +74,29 @@ def make_database(root: Path) -> None:
 
     settings, _ = with_sample_defaults(load_settings(root))
     Ledger(settings.ledger_url).close()
+
+
+@contextmanager
+def scratch_database(server: str | None) -> Iterator[str | None]:
+    """A new PostgreSQL database on ``server`` (a URL), dropped afterwards; None: SQLite in the folder."""
+    if not server:
+        yield None
+        return
+    from sqlalchemy import create_engine, make_url
+
+    url = make_url(server)
+    if url.drivername == "postgresql":
+        url = url.set(drivername="postgresql+psycopg")
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    name = f"newsletter_bench_{os.getpid()}_{time.monotonic_ns()}"
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
 
 
 def run_one(root: Path, backend_name: str) -> dict[str, object]:
@@ -132,6 +161,7 @@ def run_one(root: Path, backend_name: str) -> dict[str, object]:
         setattr(obj, name, wrapper)
 
     for method in (
+        "enqueue",
         "claim",
         "record_batch",
         "record_failed",
@@ -224,6 +254,12 @@ def main() -> None:
         metavar="MS",
         help="the fake SendGrid answers each request after this many ms (default 0: the local floor)",
     )
+    parser.add_argument(
+        "--database-url",
+        metavar="URL",
+        help="a PostgreSQL server (URL of any database on it) for the ledger: a scratch database per backend; "
+        "default: SQLite in the folder",
+    )
     parser.add_argument("--child", nargs=2, metavar=("ROOT", "BACKEND"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -248,7 +284,10 @@ def main() -> None:
                 NEWSLETTER_SECRET="bench",
             )
         try:
-            with tempfile.TemporaryDirectory() as tmp:
+            with tempfile.TemporaryDirectory() as tmp, scratch_database(args.database_url) as database:
+                if database:
+                    env["NEWSLETTER_DATABASE_URL"] = database
+                    os.environ["NEWSLETTER_DATABASE_URL"] = database  # for make_database, in this process
                 root = Path(tmp) / "nl"
                 make_folder(root, readers)
                 out = subprocess.run(
@@ -265,7 +304,8 @@ def main() -> None:
         result = json.loads(out)
         print(
             f"backend {backend}: {result['readers']:,} readers, {result['sent']:,} sent in "
-            f"{result['variants']} variants, {result['skipped']:,} skipped, {result['failed']} failed"
+            f"{result['variants']} variants, {result['skipped']:,} skipped, {result['failed']} failed "
+            f"(ledger: {'PostgreSQL' if args.database_url else 'SQLite'})"
         )
         print(f"  first sync of the files into the database (once after they change): {result['first_sync']:.2f} s")
         print(

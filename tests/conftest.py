@@ -15,11 +15,13 @@ from __future__ import annotations
 import contextlib
 import email
 import email.policy
+import getpass
 import os
 import shutil
 import subprocess
 import textwrap
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,6 +30,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from sqlalchemy import create_engine, make_url
+from sqlalchemy.exc import SQLAlchemyError
 from typer.testing import CliRunner
 
 from newsletter.cli import app
@@ -201,6 +205,73 @@ def preview_server(samples: Newsletter) -> Iterator[PreviewServer]:
         finally:
             server.shutdown()
             thread.join(timeout=5)
+
+
+# -- the databases: every ledger test runs on SQLite and on PostgreSQL -----------------------
+
+# `bash .ci/run` starts Debian's PostgreSQL server and sets this; without it,
+# the tests try that server's usual socket as the current user.
+POSTGRES_ENV = "NEWSLETTER_TEST_POSTGRES_URL"
+# Read at import: the autouse fixture clears every NEWSLETTER_* variable before each test.
+POSTGRES_URL = os.environ.get(POSTGRES_ENV, "")
+
+
+def postgres_admin_url() -> str:
+    """A URL of the test server's maintenance database, as a superuser (it creates databases)."""
+    return POSTGRES_URL or f"postgresql+psycopg://{getpass.getuser()}@/postgres?host=/var/run/postgresql"
+
+
+@contextmanager
+def fresh_postgres_database() -> Iterator[str]:
+    """A new, empty PostgreSQL database for one test, dropped after it (whoever is still connected)."""
+    admin = postgres_admin_url()
+    engine = create_engine(admin, isolation_level="AUTOCOMMIT")
+    name = f"newsletter_test_{uuid.uuid4().hex[:12]}"
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    except (SQLAlchemyError, ImportError) as err:
+        engine.dispose()
+        pytest.fail(
+            f"this test needs a PostgreSQL server, and {admin} did not answer "
+            f"({type(err).__name__}: {getattr(err, 'orig', None) or err}). Run the tests with `bash .ci/run`, "
+            f"which installs and starts one and sets {POSTGRES_ENV}.",
+            pytrace=False,
+        )
+    try:
+        yield make_url(admin).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with engine.connect() as conn:
+            # FORCE: a process the test killed may not have been noticed gone yet.
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The ledger's database, once SQLite (a file under tmp_path) and once a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'state' / 'newsletter.db'}"
+        return
+    with fresh_postgres_database() as url:
+        yield url
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database, for what only PostgreSQL can do (senders on several machines)."""
+    with fresh_postgres_database() as url:
+        yield url
+
+
+@pytest.fixture
+def use_database(request: pytest.FixtureRequest, database_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """``database_url`` as NEWSLETTER_DATABASE_URL, for commands and the processes a test starts."""
+    for folder in ("newsletter", "samples"):  # they clear NEWSLETTER_* first: set it after them
+        if folder in request.fixturenames:
+            request.getfixturevalue(folder)
+    monkeypatch.setenv("NEWSLETTER_DATABASE_URL", database_url)
+    return database_url
 
 
 # --- the browser --------------------------------------------------------------------------------------

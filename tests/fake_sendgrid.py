@@ -5,7 +5,9 @@ documentation says it does (and rejects what SendGrid would reject), records
 what every reader would receive with substitutions and unsubscribe-group tags
 applied (and the one-click headers SendGrid adds), serves paged suppression
 lists, and injects faults on demand: 429 with rate-limit headers, 500, a slow
-answer after accepting, a connection dropped before or after accepting.
+answer after accepting, a connection dropped before or after accepting, an
+answer held back after accepting until the test lets it go ("hold": the
+sender is then killed with the request in the air).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -54,6 +56,10 @@ class FakeSendGrid:
     record: bool = True  # keep every message; off for benchmarks, which only count
     latency: float = 0.0  # seconds before each mail/send answer: the network and SendGrid's own work
     accepted: int = 0  # personalizations accepted
+    requests_accepted: int = 0
+    delivered: Counter[str] = field(default_factory=Counter)  # address (lower case) → messages accepted, always kept
+    holding: threading.Event = field(default_factory=threading.Event)  # a "hold" request is accepted, no answer yet
+    let_go: threading.Event = field(default_factory=threading.Event)  # answer the held request
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -87,6 +93,7 @@ class FakeSendGrid:
         return self
 
     def stop(self) -> None:
+        self.let_go.set()
         self.server.shutdown()
         self.server.server_close()
 
@@ -231,6 +238,9 @@ class FakeSendGrid:
             time.sleep(self.latency)
         if fault == "slow":
             time.sleep(self.slow_seconds)
+        if fault == "hold":
+            self.holding.set()
+            self.let_go.wait()
         if fault == "drop-after":
             handler.close_connection = True
             handler.connection.shutdown(2)
@@ -304,6 +314,8 @@ class FakeSendGrid:
     def _accept(self, body: dict[str, Any], message_id: str) -> None:
         with self.lock:
             self.accepted += len(body["personalizations"])
+            self.requests_accepted += 1
+            self.delivered.update(p["to"][0]["email"].lower() for p in body["personalizations"])
         if not self.record:
             return
         content = {c["type"]: c["value"] for c in body["content"]}

@@ -1,4 +1,4 @@
-"""The ledger on a real SQLite file: claims never overlap, dead runs leave doubt."""
+"""The ledger on a real SQLite file and a real PostgreSQL database: claims never overlap, dead runs leave doubt."""
 
 from __future__ import annotations
 
@@ -6,70 +6,102 @@ import multiprocessing
 import os
 import sqlite3
 import threading
+import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import update
+import pytest
+from sqlalchemy import select, update
 
-from newsletter.db.schema import runs
-from newsletter.delivery.ledger import FAILED, IN_DOUBT, SENDING, SENT, SKIPPED, Ledger
-
-
-def url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'state' / 'ledger.db'}"
+from newsletter.db.schema import deliveries, runs
+from newsletter.delivery.ledger import FAILED, IN_DOUBT, QUEUED, RUN_LEASE, SENDING, SENT, SKIPPED, Ledger
+from newsletter.support.processes import pid_space
 
 
-def test_claim_is_exclusive_and_sent_is_final(tmp_path: Path) -> None:
-    ledger = Ledger(url(tmp_path))
+def claim(ledger: Ledger, emails: list[str], run: str, batch: str, **kw: bool) -> list[str]:
+    return ledger.claim("2030-01", emails, run_id=run, batch_id=batch, variant="all", **kw)
+
+
+def test_claim_is_exclusive_and_sent_is_final(database_url: str) -> None:
+    ledger = Ledger(database_url)
     run = ledger.start_run("2030-01")
-    first = ledger.claim("2030-01", ["a@x.org", "b@x.org"], run_id=run, batch_id="b1", variant="all")
-    assert sorted(first) == ["a@x.org", "b@x.org"]
-    assert ledger.claim("2030-01", ["a@x.org", "c@x.org"], run_id=run, batch_id="b2", variant="all") == ["c@x.org"]
+    ledger.enqueue("2030-01", ["a@x.org", "b@x.org", "c@x.org"])
+    assert ledger.counts("2030-01") == {QUEUED: 3}
+    assert sorted(claim(ledger, ["a@x.org", "b@x.org"], run, "b1")) == ["a@x.org", "b@x.org"]
+    assert claim(ledger, ["a@x.org", "c@x.org"], run, "b2") == ["c@x.org"]
     ledger.record_batch("2030-01", "b1", SENT, message_id="m1")
     ledger.record_batch("2030-01", "b2", FAILED, reason="boom")
     assert ledger.counts("2030-01") == {SENT: 2, FAILED: 1}
-    # failed is retried, sent never
-    assert ledger.claim("2030-01", ["a@x.org", "c@x.org"], run_id=run, batch_id="b3", variant="all") == ["c@x.org"]
-    # another issue is independent
+    # failed is retried, sent never; queueing again changes nothing
+    ledger.enqueue("2030-01", ["a@x.org", "c@x.org"])
+    assert claim(ledger, ["a@x.org", "c@x.org"], run, "b3") == ["c@x.org"]
+    # another issue is independent; a reader with no row is not claimed (a claim never inserts)
+    assert ledger.claim("2030-02", ["a@x.org"], run_id=run, batch_id="b4", variant="all") == []
+    ledger.enqueue("2030-02", ["a@x.org"])
     assert ledger.claim("2030-02", ["a@x.org"], run_id=run, batch_id="b4", variant="all") == ["a@x.org"]
 
 
-def test_skipped_rows_are_claimable_and_never_overwrite_sent(tmp_path: Path) -> None:
-    ledger = Ledger(url(tmp_path))
+def test_skipped_rows_are_claimable_and_never_overwrite_sent(database_url: str) -> None:
+    ledger = Ledger(database_url)
     run = ledger.start_run("2030-01")
-    ledger.claim("2030-01", ["a@x.org"], run_id=run, batch_id="b1", variant="all")
+    ledger.enqueue("2030-01", ["a@x.org", "c@x.org"])
+    claim(ledger, ["a@x.org"], run, "b1")
     ledger.record_batch("2030-01", "b1", SENT)
-    ledger.record_skipped("2030-01", [("a@x.org", "unsubscribed"), ("b@x.org", "no match")])
+    # c was queued by a run, then left its topics: skipped now
+    ledger.record_skipped("2030-01", [("a@x.org", "unsubscribed"), ("b@x.org", "no match"), ("c@x.org", "no match")])
     assert ledger.statuses("2030-01") == {"a@x.org": SENT}  # skipped counts as "no row" for sending
-    assert [(r.email, r.reason) for r in ledger.rows("2030-01", [SKIPPED])] == [("b@x.org", "no match")]
-    assert ledger.claim("2030-01", ["b@x.org"], run_id=run, batch_id="b2", variant="01") == ["b@x.org"]
+    assert [(r.email, r.reason) for r in ledger.rows("2030-01", [SKIPPED])] == [
+        ("b@x.org", "no match"),
+        ("c@x.org", "no match"),
+    ]
+    assert claim(ledger, ["b@x.org"], run, "b2") == ["b@x.org"]
 
 
-def test_addresses_refused_in_an_accepted_batch_are_failed_and_retried(tmp_path: Path) -> None:
-    ledger = Ledger(url(tmp_path))
+def test_a_skip_recorded_again_is_not_rewritten_unless_its_reason_changed(database_url: str) -> None:
+    ledger = Ledger(database_url)
+    ledger.record_skipped("2030-01", [("a@x.org", "no match"), ("b@x.org", "no match")])
+    with ledger.engine.begin() as conn:
+        conn.execute(update(deliveries).values(updated_at=datetime(2030, 1, 1, tzinfo=UTC)))
+    ledger.record_skipped("2030-01", [("a@x.org", "no match"), ("b@x.org", "unsubscribed")])
+    changed = {r.email: (r.reason, r.updated_at.year) for r in ledger.rows("2030-01", [SKIPPED])}
+    assert changed == {"a@x.org": ("no match", 2030), "b@x.org": ("unsubscribed", datetime.now(UTC).year)}
+
+
+def test_addresses_refused_in_an_accepted_batch_are_failed_and_retried(database_url: str) -> None:
+    ledger = Ledger(database_url)
     run = ledger.start_run("2030-01")
-    ledger.claim("2030-01", ["a@x.org", "b@x.org"], run_id=run, batch_id="b1", variant="all")
+    ledger.enqueue("2030-01", ["a@x.org", "b@x.org"])
+    claim(ledger, ["a@x.org", "b@x.org"], run, "b1")
     ledger.record_failed("2030-01", "b1", {"b@x.org": "already in the outbox"})
     ledger.record_batch("2030-01", "b1", SENT, message_id="m1")  # the rest of the batch
     assert ledger.statuses("2030-01") == {"a@x.org": SENT, "b@x.org": FAILED}
     assert [(r.email, r.reason) for r in ledger.rows("2030-01", [FAILED])] == [("b@x.org", "already in the outbox")]
-    assert ledger.claim("2030-01", ["a@x.org", "b@x.org"], run_id=run, batch_id="b2", variant="all") == ["b@x.org"]
+    assert claim(ledger, ["a@x.org", "b@x.org"], run, "b2") == ["b@x.org"]
 
 
-def test_rows_of_a_dead_run_become_in_doubt(tmp_path: Path) -> None:
-    ledger = Ledger(url(tmp_path))
+def test_a_released_claim_is_queued_again(database_url: str) -> None:
+    ledger = Ledger(database_url)
     run = ledger.start_run("2030-01")
-    ledger.claim("2030-01", ["a@x.org"], run_id=run, batch_id="b1", variant="all")
+    ledger.enqueue("2030-01", ["a@x.org"])
+    claim(ledger, ["a@x.org"], run, "b1")
+    ledger.release("b1")
+    assert ledger.statuses("2030-01") == {"a@x.org": QUEUED}
+    assert claim(ledger, ["a@x.org"], run, "b2") == ["a@x.org"]
+
+
+def test_rows_of_a_dead_run_become_in_doubt(database_url: str) -> None:
+    ledger = Ledger(database_url)
+    run = ledger.start_run("2030-01")
+    ledger.enqueue("2030-01", ["a@x.org"])
+    claim(ledger, ["a@x.org"], run, "b1")
     assert ledger.settle_orphans("2030-01") == []  # our own run is alive
-    dead_pid = _a_dead_pid()
     with ledger.engine.begin() as conn:
-        conn.execute(update(runs).where(runs.c.run_id == run).values(pid=dead_pid))
+        conn.execute(update(runs).where(runs.c.run_id == run).values(pid=_a_dead_pid()))
     assert ledger.settle_orphans("2030-01") == ["a@x.org"]
     assert ledger.statuses("2030-01") == {"a@x.org": IN_DOUBT}
     other = ledger.start_run("2030-01")
-    assert ledger.claim("2030-01", ["a@x.org"], run_id=other, batch_id="b2", variant="all") == []
-    assert ledger.claim("2030-01", ["a@x.org"], run_id=other, batch_id="b3", variant="all", resend_in_doubt=True) == [
-        "a@x.org"
-    ]
+    assert claim(ledger, ["a@x.org"], other, "b2") == []
+    assert claim(ledger, ["a@x.org"], other, "b3", resend_in_doubt=True) == ["a@x.org"]
     assert ledger.statuses("2030-01") == {"a@x.org": SENDING}
 
 
@@ -80,10 +112,69 @@ def _a_dead_pid() -> int:
     return proc.pid or 999999
 
 
+def test_a_run_elsewhere_is_judged_by_its_heartbeat_not_by_our_pids(database_url: str) -> None:
+    # Another machine, or a container with its own PID namespace under our
+    # very host name: its pid means nothing here (pid 1 is alive in every
+    # namespace; a dead pid here may be its live one). Only silence kills it.
+    ledger = Ledger(database_url)
+    run = ledger.start_run("2030-01")
+    ledger.enqueue("2030-01", ["a@x.org"])
+    claim(ledger, ["a@x.org"], run, "b1")
+    with ledger.engine.begin() as conn:
+        conn.execute(update(runs).values(pid=_a_dead_pid(), pid_space=f"{pid_space()}-elsewhere"))
+    assert ledger.settle_orphans("2030-01") == []  # heard from within the lease: alive
+    with ledger.engine.begin() as conn:
+        conn.execute(update(runs).values(heartbeat_at=datetime.now(UTC) - RUN_LEASE * 1.1))
+    assert ledger.settle_orphans("2030-01") == ["a@x.org"]
+
+
+def test_heartbeats_are_judged_by_the_databases_clock_not_the_senders(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Senders on several machines: one whose clock runs an hour fast must
+    # not take a run elsewhere, heard from a moment ago, for a dead one.
+    import newsletter.delivery.ledger as module
+
+    ledger = Ledger(database_url)
+    run = ledger.start_run("2030-01")
+    ledger.enqueue("2030-01", ["a@x.org"])
+    claim(ledger, ["a@x.org"], run, "b1")
+    with ledger.engine.begin() as conn:
+        conn.execute(update(runs).values(pid_space="elsewhere"))
+    monkeypatch.setattr(module, "_now", lambda: datetime.now(UTC) + timedelta(hours=1))
+    assert ledger.settle_orphans("2030-01") == []
+
+
+def test_a_run_of_a_release_before_pid_spaces_is_judged_by_host_name(database_url: str) -> None:
+    ledger = Ledger(database_url)
+    run = ledger.start_run("2030-01")
+    ledger.enqueue("2030-01", ["a@x.org", "b@x.org"])
+    claim(ledger, ["a@x.org"], run, "b1")
+    with ledger.engine.begin() as conn:
+        conn.execute(update(runs).values(pid_space=None, pid=_a_dead_pid()))
+    assert ledger.settle_orphans("2030-01") == ["a@x.org"]  # this host, pid gone
+    claim(ledger, ["b@x.org"], run, "b2", resend_in_doubt=True)
+    with ledger.engine.begin() as conn:
+        conn.execute(update(runs).values(host="elsewhere.example.org", finished_at=None))
+    assert ledger.settle_orphans("2030-01") == []  # another host, heard from lately
+
+
+def test_heartbeat_keeps_a_run_elsewhere_alive(database_url: str) -> None:
+    ledger = Ledger(database_url)
+    run = ledger.start_run("2030-01")
+    ledger.enqueue("2030-01", ["a@x.org"])
+    claim(ledger, ["a@x.org"], run, "b1")
+    with ledger.engine.begin() as conn:
+        conn.execute(update(runs).values(pid_space="elsewhere", heartbeat_at=datetime.now(UTC) - RUN_LEASE * 1.1))
+    ledger.heartbeat(run)
+    assert ledger.settle_orphans("2030-01") == []
+
+
 def _claim_many(db: str, batch: str, out: multiprocessing.Queue[list[str]]) -> None:
     ledger = Ledger(db)
     run = ledger.start_run("2030-01")
     emails = [f"r{i}@x.org" for i in range(2000)]
+    ledger.enqueue("2030-01", emails)
     got: list[str] = []
     for start in range(0, len(emails), 50):
         got += ledger.claim(
@@ -92,12 +183,11 @@ def _claim_many(db: str, batch: str, out: multiprocessing.Queue[list[str]]) -> N
     out.put(got)
 
 
-def test_concurrent_claims_from_two_processes_never_overlap(tmp_path: Path) -> None:
-    db = url(tmp_path)
-    Ledger(db)
+def test_concurrent_claims_from_two_processes_never_overlap(database_url: str) -> None:
+    Ledger(database_url).close()
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
-    procs = [ctx.Process(target=_claim_many, args=(db, name, queue)) for name in ("p", "q")]
+    procs = [ctx.Process(target=_claim_many, args=(database_url, name, queue)) for name in ("p", "q")]
     for proc in procs:
         proc.start()
     results = [queue.get(timeout=60) for _ in procs]
@@ -107,14 +197,44 @@ def test_concurrent_claims_from_two_processes_never_overlap(tmp_path: Path) -> N
     assert len(results[0]) + len(results[1]) == 2000
 
 
-def test_a_reused_pid_is_not_taken_for_the_dead_run(tmp_path: Path) -> None:
-    ledger = Ledger(url(tmp_path))
+def test_a_reused_pid_is_not_taken_for_the_dead_run(database_url: str) -> None:
+    ledger = Ledger(database_url)
     run = ledger.start_run("2030-01")
-    ledger.claim("2030-01", ["a@x.org"], run_id=run, batch_id="b1", variant="all")
+    ledger.enqueue("2030-01", ["a@x.org"])
+    claim(ledger, ["a@x.org"], run, "b1")
     # Same pid as a live process (ours), but that process started at another time.
     with ledger.engine.begin() as conn:
         conn.execute(update(runs).where(runs.c.run_id == run).values(proc_start="1"))
     assert ledger.settle_orphans("2030-01") == ["a@x.org"]
+
+
+def test_a_claim_takes_what_no_one_holds_without_waiting_for_claims_in_progress(postgres_url: str) -> None:
+    # PostgreSQL only: SQLite has one writer at a time, so there claims take turns by design.
+    ledger = Ledger(postgres_url)
+    run = ledger.start_run("2030-01")
+    emails = ["a@x.org", "b@x.org", "c@x.org"]
+    ledger.enqueue("2030-01", emails)
+    other = ledger.engine.connect()
+    held = other.begin()  # another sender's claim of a and b, not yet committed
+    other.execute(
+        update(deliveries)
+        .where(deliveries.c.email.in_(["a@x.org", "b@x.org"]))
+        .values(status=SENDING, batch_id="theirs", run_id="theirs")
+    )
+    got: list[list[str]] = []
+    mine = threading.Thread(target=lambda: got.append(claim(ledger, emails, run, "mine")), daemon=True)
+    started = time.monotonic()
+    mine.start()
+    mine.join(timeout=10)
+    waited = time.monotonic() - started
+    assert got == [["c@x.org"]], "the claim waited for the other one"
+    assert waited < 2
+    held.rollback()  # the other sender gave up before handing its batch over
+    other.close()
+    assert claim(ledger, emails, run, "again") == ["a@x.org", "b@x.org"]
+    with ledger.engine.connect() as conn:
+        owners = dict(conn.execute(select(deliveries.c.email, deliveries.c.batch_id)).all())
+    assert owners == {"a@x.org": "again", "b@x.org": "again", "c@x.org": "mine"}
 
 
 def test_a_new_ledger_opens_while_another_process_writes_the_file(tmp_path: Path) -> None:
@@ -129,6 +249,24 @@ def test_a_new_ledger_opens_while_another_process_writes_the_file(tmp_path: Path
     threading.Timer(0.3, lambda: writer.execute("COMMIT")).start()
     ledger = Ledger(f"sqlite:///{path}")
     run = ledger.start_run("2030-01")
-    assert ledger.claim("2030-01", ["a@x.org"], run_id=run, batch_id="b1", variant="all") == ["a@x.org"]
+    ledger.enqueue("2030-01", ["a@x.org"])
+    assert claim(ledger, ["a@x.org"], run, "b1") == ["a@x.org"]
     with sqlite3.connect(path) as check:
         assert check.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+@pytest.mark.parametrize(
+    "url, message",
+    [
+        # postgresql:// is psycopg 3, the driver of the extra, not SQLAlchemy's default psycopg2
+        ("postgresql://nobody@/nowhere?host=/nonexistent", "cannot open the ledger database: OperationalError: "),
+        ("mysql://x/y", "NEWSLETTER_DATABASE_URL needs a driver that is not installed: MySQLdb"),
+        ("mysql+nodriver://x/y", "NEWSLETTER_DATABASE_URL is not usable: NoSuchModuleError"),
+    ],
+)
+def test_an_unusable_database_url_is_a_config_error(url: str, message: str) -> None:
+    from newsletter.errors import ConfigError
+
+    with pytest.raises(ConfigError) as raised:
+        Ledger(url)
+    assert str(raised.value).startswith(message)

@@ -203,7 +203,7 @@ def test_bad_schedule_settings_are_named(newsletter: Newsletter, name: str, valu
 
 
 def test_the_month_issue_is_sent_once_and_the_author_told_each_time(
-    newsletter: Newsletter, monkeypatch: pytest.MonkeyPatch
+    newsletter: Newsletter, use_database: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = settings_for(newsletter, monkeypatch)
     newsletter.issue("2030-01")
@@ -261,7 +261,7 @@ def test_an_issue_that_cannot_go_is_not_sent_and_the_author_is_told_why(
 
 
 def test_run_now_sends_this_months_issue_then_nothing_and_exits_0(
-    newsletter: Newsletter, monkeypatch: pytest.MonkeyPatch
+    newsletter: Newsletter, use_database: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = settings_for(newsletter, monkeypatch)
     month = f"{datetime.now(settings.zone):%Y-%m}"
@@ -412,6 +412,7 @@ def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
 @pytest.mark.parametrize("late, runs", [(timedelta(seconds=30), True), (timedelta(seconds=90), False)])
 def test_a_run_missed_while_down_is_made_up_once_within_the_grace(
     newsletter: Newsletter,
+    use_database: str,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
     late: timedelta,
@@ -446,7 +447,7 @@ def test_a_run_missed_while_down_is_made_up_once_within_the_grace(
 
 
 def test_a_send_at_send_cut_short_by_a_crash_is_finished_after_a_restart(
-    newsletter: Newsletter, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    newsletter: Newsletter, use_database: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     settings = settings_for(newsletter, monkeypatch)
     at = datetime.now(OSLO).replace(microsecond=0) - timedelta(hours=1)
@@ -487,7 +488,9 @@ def test_a_restart_keeps_an_owed_run_and_moves_a_future_one_to_a_new_send_time(
         assert job.next_run_time.hour == 11
 
 
-def test_sigterm_stops_the_scheduler_with_exit_0_and_a_second_one_is_refused(newsletter: Newsletter) -> None:
+def test_sigterm_stops_the_scheduler_with_exit_0_and_a_second_one_is_refused(
+    newsletter: Newsletter, use_database: str
+) -> None:
     env = newsletter.env(NEWSLETTER_TIMEZONE="Europe/Oslo")
     proc = subprocess.Popen(
         [sys.executable, "-m", "newsletter", "schedule"],
@@ -535,6 +538,11 @@ def test_sigterm_stops_the_scheduler_with_exit_0_and_a_second_one_is_refused(new
     ledger.close()
 
 
+def _a_dead_pid() -> int:
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    return int(proc.stdout)
+
+
 def iter_queue(q: queue.Queue[str]) -> list[str]:
     found = []
     while not q.empty():
@@ -543,7 +551,7 @@ def iter_queue(q: queue.Queue[str]) -> list[str]:
 
 
 def test_a_lease_held_by_a_live_process_elsewhere_refuses_and_a_stale_one_is_taken(
-    newsletter: Newsletter, monkeypatch: pytest.MonkeyPatch
+    newsletter: Newsletter, use_database: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = settings_for(newsletter, monkeypatch)
     ledger = Ledger(settings.ledger_url)
@@ -558,6 +566,18 @@ def test_a_lease_held_by_a_live_process_elsewhere_refuses_and_a_stale_one_is_tak
         mine = Lease(ledger.engine)
         mine.acquire()
         assert not other.heartbeat() and mine.heartbeat()
+        mine.release()
+        # A container under this very host name, in its own PID namespace: its
+        # pid (dead here, or pid 1, alive in every namespace) says nothing.
+        container = Lease(ledger.engine)
+        container.pid, container.pid_space = _a_dead_pid(), "another-boot/4026532179"
+        container.acquire()
+        with pytest.raises(ConfigError, match=f"pid {container.pid} on {container.host}"):
+            Lease(ledger.engine).acquire()
+        # A lease of a release before pid spaces, here: its dead pid frees it at once.
+        with ledger.engine.begin() as conn:
+            conn.execute(scheduler_lease.update().values(pid_space=None))
+        Lease(ledger.engine).acquire()
     finally:
         ledger.close()
 
@@ -600,7 +620,9 @@ def test_through_sendgrid_the_report_is_mailed_to_the_author(
         fake.stop()
 
 
-def test_send_at_attempts_are_compare_and_set(newsletter: Newsletter, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_send_at_attempts_are_compare_and_set(
+    newsletter: Newsletter, use_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     settings = settings_for(newsletter, monkeypatch)
     ledger = Ledger(settings.ledger_url)
     try:

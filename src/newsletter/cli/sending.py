@@ -15,7 +15,7 @@ from newsletter.audience.subscribers import normalize_email
 from newsletter.cli.app import app, console, fail_cleanly, progress_bar, workspace
 from newsletter.cli.readers import print_audience
 from newsletter.delivery.backends import select_backend
-from newsletter.delivery.ledger import FAILED, IN_DOUBT, SENDING, SENT, SKIPPED, Ledger
+from newsletter.delivery.ledger import FAILED, IN_DOUBT, QUEUED, SENDING, SENT, SKIPPED, Ledger
 from newsletter.delivery.send import Plan, SendReport, prepare, report_lines, send_tests, sync_suppressions
 from newsletter.delivery.send import send as send_issue
 from newsletter.errors import ConfigError
@@ -128,7 +128,7 @@ def status(ctx: typer.Context, issue: Annotated[str, typer.Argument(help="Issue,
         counts = ledger.counts(issue)
         rows = ledger.rows(issue, [FAILED, IN_DOUBT])
     table = Table("status", "readers", title=f"ledger of {issue}")
-    for name in (SENT, SKIPPED, FAILED, IN_DOUBT, SENDING):
+    for name in (SENT, SKIPPED, FAILED, IN_DOUBT, SENDING, QUEUED):
         table.add_row(name, str(counts.get(name, 0)))
     console.print(table)
     for row in rows:

@@ -3,17 +3,22 @@
 On SQLite every connection works in WAL mode with ``synchronous=FULL``, and
 every transaction starts with ``BEGIN IMMEDIATE``, holding the write lock
 from its first statement (see ``connect``).
+
+PostgreSQL goes through psycopg 3 (``pip install 'newsletter[postgres]'``):
+``postgresql://user@host/db`` means ``postgresql+psycopg://``, rather than
+SQLAlchemy's default driver (psycopg2), which the tool neither needs nor ships.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy import create_engine, event, func, select
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from newsletter.db.migrate import upgrade
@@ -44,8 +49,14 @@ def connect(url: str) -> Engine:
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     try:
-        engine = create_engine(url, connect_args={"timeout": PATIENCE} if url.startswith("sqlite") else {})
-    except (SQLAlchemyError, ImportError, ValueError) as err:
+        parsed = make_url(url)
+        if parsed.drivername == "postgresql":
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        engine = create_engine(parsed, connect_args={"timeout": PATIENCE} if parsed.drivername == "sqlite" else {})
+    except ImportError as err:
+        extra = " (pip install 'newsletter[postgres]')" if url.startswith("postgres") else ""
+        raise ConfigError(f"NEWSLETTER_DATABASE_URL needs a driver that is not installed: {err.name}{extra}") from None
+    except (SQLAlchemyError, ValueError) as err:
         raise ConfigError(f"NEWSLETTER_DATABASE_URL is not usable: {type(err).__name__}") from None
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
@@ -55,6 +66,17 @@ def connect(url: str) -> Engine:
         # waits here, then finds the schema made.
         event.listen(engine, "begin", _begin_immediate)
     return engine
+
+
+def database_now(conn: Connection) -> datetime:
+    """The database's clock, in UTC.
+
+    Runs and the scheduler's lease write their heartbeats with it and are
+    judged by it: with processes on several machines, one clock, so that a
+    machine whose clock is off cannot take a live run elsewhere for a dead one.
+    """
+    value: datetime = conn.execute(select(func.current_timestamp())).scalar_one()
+    return value if value.tzinfo else value.replace(tzinfo=UTC)  # SQLite's: naive UTC
 
 
 def _begin_immediate(conn: Connection) -> None:

@@ -60,6 +60,7 @@ runs = Table(
     Column("host", String(255), nullable=False),
     Column("pid", Integer, nullable=False),
     Column("proc_start", String(32)),  # the process's start time, so a reused pid is not taken for it
+    Column("pid_space", String(64)),  # where the pid means something (support.processes.pid_space)
     Column("started_at", DateTime(timezone=True), nullable=False),
     Column("heartbeat_at", DateTime(timezone=True), nullable=False),
     Column("finished_at", DateTime(timezone=True)),
@@ -90,6 +91,7 @@ scheduler_lease = Table(
     Column("pid", Integer, nullable=False),
     Column("started_at", DateTime(timezone=True), nullable=False),
     Column("heartbeat_at", DateTime(timezone=True), nullable=False),
+    Column("pid_space", String(64)),
 )
 
 readers = Table(

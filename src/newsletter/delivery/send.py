@@ -21,12 +21,12 @@ from newsletter.content.model import Issue, Selection
 from newsletter.content.workspace import Workspace
 from newsletter.delivery.backends import select_backend
 from newsletter.delivery.backends.base import Backend, Envelope, Recipient
-from newsletter.delivery.ledger import FAILED, IN_DOUBT, SENDING, SENT, SKIPPED, Ledger
+from newsletter.delivery.handover import Batches, InFlight, deliverable
+from newsletter.delivery.ledger import FAILED, HEARTBEAT, IN_DOUBT, QUEUED, SENDING, SENT, SKIPPED, Ledger
 from newsletter.delivery.links import Links
 from newsletter.delivery.readers import reader_store
 from newsletter.errors import (
     BatchFailed,
-    BatchInDoubt,
     ConfigError,
     ContentError,
     Problem,
@@ -88,6 +88,8 @@ class Sender:
         return self._variants[selection]
 
     def recipient(self, reader: Subscriber) -> Recipient:
+        if not self.backend.personal_links:  # ~3 µs a reader saved: an HMAC and three links
+            return Recipient(reader.email, reader.name, "", "", "")
         token = self.links.token(reader.email)
         return Recipient(
             reader.email,
@@ -222,7 +224,11 @@ def send_issue(
     resend_in_doubt: bool = False,
     progress: Callable[[int], None] = lambda n: None,
 ) -> SendReport:
-    """Send ``audience`` the issue through the backend, recording every outcome."""
+    """Send ``audience`` the issue through the backend, recording every outcome.
+
+    Batch by batch: claim, build, hand over (``handover.InFlight``: the next
+    batch is claimed and built while a request is in the air), record.
+    """
     issue, backend = sender.issue, sender.backend
     report = SendReport(issue.id, skipped=audience.skipped_by_reason(), dry_run=dry_run)
     readers = {r.key: r for group in audience.groups.values() for r in group}
@@ -232,13 +238,18 @@ def send_issue(
             _settle_in_doubt(sender, ledger, readers)
             ledger.record_skipped(issue.id, ((r.key, reason) for r, reason in audience.skipped))
         statuses = ledger.statuses(issue.id)
-        open_ = {None, SKIPPED, FAILED} | ({IN_DOUBT} if resend_in_doubt else set())
+        open_ = {None, QUEUED, SKIPPED, FAILED} | ({IN_DOUBT} if resend_in_doubt else set())
+        work: list[tuple[Selection, list[Subscriber]]] = []
+        new: list[str] = []  # readers with no row yet
         for selection, group in audience.groups.items():
             pending = []
             for reader in group:
-                status = statuses.get(reader.key)
+                key = reader.key
+                status = statuses.get(key)
                 if status in open_:
                     pending.append(reader)
+                    if status is None:
+                        new.append(key)
                 elif status == SENT:
                     report.already_sent += 1
                 elif status == SENDING:
@@ -246,92 +257,54 @@ def send_issue(
                 else:
                     report.in_doubt[reader.email] = "in doubt from an earlier run; resend with --resend-in-doubt"
             progress(len(group) - len(pending))
-            if not pending:
-                continue
-            variant = sender.variant(selection)
-            report.variants[variant.key] = len(pending)
-            for chunk in chunks(pending, backend.batch_size):
-                _send_batch(sender, ledger, chunk, variant, report, run_id, resend_in_doubt)
-                progress(len(chunk))
+            if pending:
+                work.append((selection, pending))
+        if run_id is None:
+            _dry_run(sender, work, report, progress)
+            return report
+        ledger.enqueue(issue.id, new)  # a claim takes rows that exist (see the ledger)
+        batches = Batches(sender, ledger, report, run_id, resend_in_doubt, progress)
+        inflight = InFlight(backend.post, batches.settle, lambda: ledger.heartbeat(run_id), HEARTBEAT.total_seconds())
+        try:
+            for selection, pending in work:
+                variant = sender.variant(selection)
+                report.variants[variant.key] = len(pending)
+                for chunk in chunks(pending, backend.batch_size):
+                    ready = batches.claim_and_build(chunk, variant)
+                    if ready is None:
+                        progress(len(chunk))
+                        continue
+                    try:
+                        inflight.hand_over(ready)
+                    except BaseException:
+                        ledger.release(ready.batch_id)  # it never left
+                        raise
+        finally:
+            inflight.wait()
     finally:
         if run_id is not None:
             ledger.finish_run(run_id)
     return report
 
 
-def _send_batch(
+def _dry_run(
     sender: Sender,
-    ledger: Ledger,
-    chunk: Sequence[Subscriber],
-    variant: Variant,
+    work: list[tuple[Selection, list[Subscriber]]],
     report: SendReport,
-    run_id: str | None,
-    resend_in_doubt: bool,
+    progress: Callable[[int], None],
 ) -> None:
-    issue_id, backend = sender.issue.id, sender.backend
-    batch_id = uuid.uuid4().hex
-    if run_id is None:  # dry run: build the payload, hand nothing over, write nothing
-        recipients, refused = _deliverable(backend, [sender.recipient(r) for r in chunk])
-        report.failed.update({r.email: why for r in chunk if (why := refused.get(r.key))})
-        if recipients:
-            backend.build(sender.envelope(variant, batch_id), recipients)
-        report.sent += len(recipients)
-        return
-    claimed = set(
-        ledger.claim(
-            issue_id,
-            [r.key for r in chunk],
-            run_id=run_id,
-            batch_id=batch_id,
-            variant=variant.key,
-            resend_in_doubt=resend_in_doubt,
-        )
-    )
-    report.elsewhere += len(chunk) - len(claimed)
-    mine = [r for r in chunk if r.key in claimed]
-    if not mine:
-        return
-    recipients, refused = _deliverable(backend, [sender.recipient(r) for r in mine])
-    if refused:
-        ledger.record_failed(issue_id, batch_id, refused)
-        report.failed.update({r.email: why for r in mine if (why := refused.get(r.key))})
-        mine = [r for r in mine if r.key not in refused]
-        if not mine:
-            return
-    envelope = sender.envelope(variant, batch_id)
-    try:
-        payload = backend.build(envelope, recipients)
-    except BaseException:
-        ledger.release(batch_id)  # nothing was handed over
-        raise
-    try:
-        outcome = backend.post(envelope, payload)
-    except BatchFailed as err:
-        ledger.record_batch(issue_id, batch_id, FAILED, reason=err.reason)
-        report.failed.update({r.email: err.reason for r in mine})
-        return
-    except BatchInDoubt as err:
-        ledger.record_batch(issue_id, batch_id, IN_DOUBT, reason=err.reason)
-        report.in_doubt.update({r.email: err.reason for r in mine})
-        return
-    except Exception as err:
-        reason = f"unexpected {type(err).__name__} while handing over"
-        ledger.record_batch(issue_id, batch_id, IN_DOUBT, reason=reason)
-        raise
-    if outcome.failed:
-        ledger.record_failed(issue_id, batch_id, outcome.failed)
-        by_key = {r.key: r.email for r in mine}
-        report.failed.update({by_key[k]: why for k, why in outcome.failed.items()})
-    ledger.record_batch(issue_id, batch_id, SENT, message_id=outcome.message_id)
-    report.sent += len(mine) - len(outcome.failed)
-
-
-def _deliverable(backend: Backend, recipients: list[Recipient]) -> tuple[list[Recipient], dict[str, str]]:
-    """The recipients the backend can take, and why it cannot take the others (by key)."""
-    refused = {r.key: why for r in recipients if (why := backend.refuse(r)) is not None}
-    if not refused:
-        return recipients, refused
-    return [r for r in recipients if r.key not in refused], refused
+    """Build and validate every payload, hand nothing over, write nothing."""
+    backend = sender.backend
+    for selection, pending in work:
+        variant = sender.variant(selection)
+        report.variants[variant.key] = len(pending)
+        for chunk in chunks(pending, backend.batch_size):
+            recipients, refused = deliverable(backend, [sender.recipient(r) for r in chunk])
+            report.failed.update({r.email: why for r in chunk if (why := refused.get(r.key))})
+            if recipients:
+                backend.build(sender.envelope(variant, uuid.uuid4().hex), recipients)
+            report.sent += len(recipients)
+            progress(len(chunk))
 
 
 def _settle_in_doubt(sender: Sender, ledger: Ledger, readers: dict[str, Subscriber]) -> None:

@@ -15,7 +15,8 @@ Traps of APScheduler 3.11, and what this module does about them:
   paused, the job is added only if the store has none (or brought up to date
   in place, keeping a pending run), and only then is it resumed.
 - A job store must not be shared by two schedulers (both would run every
-  job): a lease row (``scheduler_lease``) refuses a second scheduler.
+  job): a lease row (``scheduler_lease``) refuses a second scheduler, on
+  this machine or any other sharing the database (PostgreSQL).
 - The store pickles jobs: the job is a textual reference with ``str`` args.
 - ``shutdown()`` lets the scheduler thread make one last pass over the
   stores *after* the executors are shut: a job due then (a run owed since
@@ -41,10 +42,12 @@ from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import STATE_STOPPED
-from sqlalchemy import insert, inspect, select, update
+from sqlalchemy import func, insert, inspect, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.sql.elements import ColumnElement
 
+from newsletter.db import database_now
 from newsletter.db.schema import APSCHEDULER_JOBS, scheduler_lease
 from newsletter.delivery.ledger import Ledger
 from newsletter.errors import ConfigError
@@ -58,7 +61,7 @@ from newsletter.schedule.policy import (
     upcoming,
 )
 from newsletter.settings import Settings
-from newsletter.support.processes import alive
+from newsletter.support.processes import alive, ours_to_check, pid_space
 from newsletter.support.words import human
 
 log = logging.getLogger("newsletter.schedule.runner")
@@ -81,31 +84,53 @@ def _aware(value: datetime) -> datetime:
 
 
 class Lease:
-    """The right to run the scheduler on this database, held by one process at a time."""
+    """The right to run the scheduler on this database, held by one process at a time.
+
+    The holder is known by host, pid and pid space: where the pid space is
+    ours, a dead pid frees the lease at once; elsewhere (another machine,
+    another container) only a heartbeat older than SCHEDULER_LEASE does.
+    """
 
     NAME = "scheduler"
 
     def __init__(self, engine: Engine) -> None:
         """``engine``: the ledger's (``Ledger.engine``), whose opening made the table."""
         self.engine = engine
-        self.host, self.pid = socket.gethostname(), os.getpid()
+        self.host, self.pid, self.pid_space = socket.gethostname(), os.getpid(), pid_space()
+
+    def _held_by_us(self) -> tuple[ColumnElement[bool], ...]:
+        return (
+            scheduler_lease.c.name == self.NAME,
+            scheduler_lease.c.host == self.host,
+            scheduler_lease.c.pid == self.pid,
+            scheduler_lease.c.pid_space.is_not_distinct_from(self.pid_space),
+        )
 
     def acquire(self) -> None:
-        """Take the lease, or raise ConfigError naming the scheduler that holds it."""
-        now = datetime.now(UTC)
+        """Take the lease, or raise ConfigError naming the scheduler that holds it.
+
+        Heartbeats are written and judged by the database's clock: on several
+        machines, one clock.
+        """
         try:
             with self.engine.begin() as conn:
+                now = database_now(conn)
                 row = conn.execute(select(scheduler_lease).where(scheduler_lease.c.name == self.NAME)).first()
                 if row is None:
                     conn.execute(
                         insert(scheduler_lease).values(
-                            name=self.NAME, host=self.host, pid=self.pid, started_at=now, heartbeat_at=now
+                            name=self.NAME,
+                            host=self.host,
+                            pid=self.pid,
+                            pid_space=self.pid_space,
+                            started_at=now,
+                            heartbeat_at=now,
                         )
                     )
                     return
                 fresh = now - _aware(row.heartbeat_at) <= SCHEDULER_LEASE
-                theirs = (row.host, row.pid) != (self.host, self.pid)
-                if theirs and fresh and (row.host != self.host or alive(row.pid)):
+                theirs = (row.host, row.pid, row.pid_space) != (self.host, self.pid, self.pid_space)
+                if theirs and fresh and (not ours_to_check(row.host, row.pid_space) or alive(row.pid)):
                     raise ConfigError(
                         f"another `newsletter schedule` is running on this database (pid {row.pid} on {row.host}, "
                         f"since {_aware(row.started_at):%Y-%m-%d %H:%M} UTC): two schedulers must not share a "
@@ -117,8 +142,9 @@ class Lease:
                         scheduler_lease.c.name == self.NAME,
                         scheduler_lease.c.host == row.host,
                         scheduler_lease.c.pid == row.pid,
+                        scheduler_lease.c.pid_space.is_not_distinct_from(row.pid_space),
                     )
-                    .values(host=self.host, pid=self.pid, started_at=now, heartbeat_at=now)
+                    .values(host=self.host, pid=self.pid, pid_space=self.pid_space, started_at=now, heartbeat_at=now)
                 )
                 if taken.rowcount == 1:
                     return
@@ -130,25 +156,13 @@ class Lease:
         """Renew the lease; False if another process has taken it."""
         with self.engine.begin() as conn:
             done = conn.execute(
-                update(scheduler_lease)
-                .where(
-                    scheduler_lease.c.name == self.NAME,
-                    scheduler_lease.c.host == self.host,
-                    scheduler_lease.c.pid == self.pid,
-                )
-                .values(heartbeat_at=datetime.now(UTC))
+                update(scheduler_lease).where(*self._held_by_us()).values(heartbeat_at=func.current_timestamp())
             )
             return done.rowcount == 1
 
     def release(self) -> None:
         with self.engine.begin() as conn:
-            conn.execute(
-                scheduler_lease.delete().where(
-                    scheduler_lease.c.name == self.NAME,
-                    scheduler_lease.c.host == self.host,
-                    scheduler_lease.c.pid == self.pid,
-                )
-            )
+            conn.execute(scheduler_lease.delete().where(*self._held_by_us()))
 
 
 # -- the scheduler --------------------------------------------------------------------

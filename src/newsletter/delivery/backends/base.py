@@ -59,6 +59,9 @@ class Backend(ABC):
 
     name: ClassVar[str]
     batch_size: ClassVar[int] = 500
+    # Whether messages carry our per-reader links and token (Recipient's);
+    # a provider that fills in links of its own needs none made for it.
+    personal_links: ClassVar[bool] = True
 
     @abstractmethod
     def build(self, envelope: Envelope, recipients: Sequence[Recipient]) -> Any:

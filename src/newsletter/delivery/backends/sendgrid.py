@@ -79,6 +79,14 @@ def _size(value: Any) -> int:
     return len(json.dumps(value))
 
 
+# A name this long or shorter always fits a personalization's substitutions:
+# escaped for HTML and then for JSON a character is at most 12 bytes in each
+# of its two values: 24 x 300, the preferences link twice (ASCII, a few
+# hundred bytes at most) and the tags stay under 10,000 bytes. (Subscriber
+# files shorten names to 100 characters.)
+SHORT_NAME = 300
+
+
 def _fits(mapping: dict[str, str], limit: int) -> bool:
     # A character is at most 12 bytes of JSON (a surrogate pair): when even
     # that bound fits, skip serialising each reader's values.
@@ -86,8 +94,16 @@ def _fits(mapping: dict[str, str], limit: int) -> bool:
     return bound <= limit or _size(mapping) <= limit
 
 
-def validate(payload: dict[str, Any]) -> None:
-    """Refuse what SendGrid would refuse (see tests/fake_sendgrid.py for the other side)."""
+def validate(payload: dict[str, Any], *, people_checked: bool = False) -> None:
+    """Refuse what SendGrid would refuse (see tests/fake_sendgrid.py for the other side).
+
+    ``people_checked``: every personalization's substitutions are known to
+    fit (``build`` checks them as it makes them), so they are not measured
+    again, and the request's size is bounded without serialising it (the
+    client serialises it once more to send it): each personalization is at
+    most its substitutions' limit plus its address and name at 12 bytes a
+    character. Only a request near the limit is measured exactly.
+    """
     personalizations = payload.get("personalizations") or []
     if not 1 <= len(personalizations) <= MAX_PERSONALIZATIONS:
         raise PayloadError(f"{len(personalizations)} personalizations; SendGrid takes 1 to {MAX_PERSONALIZATIONS}")
@@ -101,7 +117,7 @@ def validate(payload: dict[str, Any]) -> None:
                 if key in seen:
                     raise PayloadError(f"{person['email']} appears twice in one request")
                 seen.add(key)
-        if not _fits(p.get("substitutions", {}), MAX_SUBSTITUTION_BYTES):
+        if not people_checked and not _fits(p.get("substitutions", {}), MAX_SUBSTITUTION_BYTES):
             raise PayloadError(f"substitutions over {MAX_SUBSTITUTION_BYTES} bytes for {p['to'][0]['email']}")
     if recipients > MAX_RECIPIENTS:
         raise PayloadError(f"{recipients} recipients; SendGrid takes at most {MAX_RECIPIENTS} per request")
@@ -115,6 +131,14 @@ def validate(payload: dict[str, Any]) -> None:
     types = [c["type"] for c in payload.get("content", [])]
     if types[:1] != ["text/plain"]:
         raise PayloadError(f"content must start with text/plain, not {types}")
+    if people_checked:
+        rest = _size({k: v for k, v in payload.items() if k != "personalizations"})
+        people = sum(
+            MAX_SUBSTITUTION_BYTES + 100 + 12 * sum(len(to["email"]) + len(to.get("name", "")) for to in p["to"])
+            for p in personalizations
+        )
+        if rest + people <= MAX_REQUEST_BYTES:
+            return
     if _size(payload) > MAX_REQUEST_BYTES:
         raise PayloadError(f"request of {_size(payload):,} bytes is over SendGrid's {MAX_REQUEST_BYTES:,}")
 
@@ -133,6 +157,7 @@ def _substitutions(r: Recipient) -> dict[str, str]:
 class SendGridBackend(Backend):
     name = "sendgrid"
     batch_size = MAX_PERSONALIZATIONS
+    # personal_links stays True: the preferences link is our own page, with the reader's token
 
     def __init__(
         self,
@@ -182,7 +207,7 @@ class SendGridBackend(Backend):
             # SendGrid's Mail Send takes ASCII addresses only (no SMTPUTF8); an
             # internationalised domain already reaches us in its xn-- form.
             return "SendGrid cannot deliver to an address with non-ASCII characters before the @ (SMTPUTF8)"
-        if not _fits(_substitutions(recipient), MAX_SUBSTITUTION_BYTES):
+        if len(recipient.name) > SHORT_NAME and not _fits(_substitutions(recipient), MAX_SUBSTITUTION_BYTES):
             return f"the name is over SendGrid's {MAX_SUBSTITUTION_BYTES} bytes of substitutions"
         return None
 
@@ -190,8 +215,11 @@ class SendGridBackend(Backend):
         """The JSON body of one request; raises PayloadError if SendGrid would refuse it."""
         personalizations = []
         for r in recipients:
+            substitutions = _substitutions(r)
+            if len(r.name) > SHORT_NAME and not _fits(substitutions, MAX_SUBSTITUTION_BYTES):
+                raise PayloadError(f"substitutions over {MAX_SUBSTITUTION_BYTES} bytes for {r.email}")
             to = {"email": r.email, "name": r.name} if r.name else {"email": r.email}
-            personalizations.append({"to": [to], "substitutions": _substitutions(r)})
+            personalizations.append({"to": [to], "substitutions": substitutions})
         variant = envelope.variant.key
         payload: dict[str, Any] = {
             "personalizations": personalizations,
@@ -213,7 +241,7 @@ class SendGridBackend(Backend):
         }
         if envelope.reply_to:
             payload["reply_to"] = _address(envelope.reply_to)
-        validate(payload)
+        validate(payload, people_checked=True)
         return payload
 
     # -- transport ----------------------------------------------------------------

@@ -1,0 +1,178 @@
+"""A run's batches: claimed, built, handed over one at a time while the next is made ready, recorded.
+
+The send loop claims a batch in the ledger and builds its payload, then
+hands it to ``InFlight``, which posts it in a thread of its own and returns
+at once; the loop claims and builds the next batch while the request is in
+the air (the database, the provider and the network do their part outside
+Python's lock), then hands that one over, which first waits for the answer
+to the one before and records it. So:
+
+- a batch is still claimed before it is handed over, and at most one
+  request is in the air: the provider sees the same sequence of requests;
+- killed (SIGKILL), a run leaves at most two batches ``sending``: the one in
+  the air and the one claimed and built behind it. The ledger's next run
+  makes both in doubt; the outbox then finds which arrived, SendGrid's are
+  reported (the second never left, but nothing tells it from the first);
+- stopped by an exception (or Ctrl-C), a run releases the batch that never
+  left (``release``) and waits for the answer to the one in the air, and
+  records it: nothing is left ``sending``. A second Ctrl-C during that wait
+  leaves it ``sending``, in doubt for the next run, as a kill would.
+
+While it waits for an answer ``InFlight`` beats the run's heartbeat, so a
+request that takes long (SendGrid's retries) never looks like a dead run to
+senders on other machines.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from newsletter.audience.subscribers import Subscriber
+from newsletter.delivery.backends.base import Backend, Envelope, Outcome, Recipient
+from newsletter.delivery.ledger import FAILED, IN_DOUBT, SENT, Ledger
+from newsletter.errors import BatchFailed, BatchInDoubt
+from newsletter.render.variant import Variant
+
+if TYPE_CHECKING:  # send.py uses this module
+    from newsletter.delivery.send import Sender, SendReport
+
+
+@dataclass
+class Ready:
+    """A batch claimed and built, about to be handed over."""
+
+    batch_id: str
+    envelope: Envelope
+    payload: Any
+    readers: list[Subscriber]  # claimed, and not refused by the backend
+    size: int  # readers of the chunk it came from, for the progress bar
+
+
+Answer = Outcome | BaseException  # what ``post`` returned, or raised
+
+
+class InFlight:
+    """At most one batch being handed over, in a thread, while the caller prepares the next."""
+
+    def __init__(
+        self,
+        post: Callable[[Envelope, Any], Outcome],
+        settle: Callable[[Ready, Answer], None],
+        beat: Callable[[], None],
+        every: float,
+    ) -> None:
+        """``post`` hands a payload over; ``settle`` records an answer (in the caller's thread);
+        ``beat`` renews the run's heartbeat every ``every`` seconds of waiting."""
+        self._post, self._settle, self._beat, self._every = post, settle, beat, every
+        self._flying: tuple[threading.Thread, Ready, list[Answer]] | None = None
+
+    def hand_over(self, batch: Ready) -> None:
+        """Wait for the answer to the batch in the air and settle it, then send ``batch`` off.
+
+        If this raises, ``batch`` did not leave: the caller releases its claim.
+        """
+        self.wait()
+        answer: list[Answer] = []
+        thread = threading.Thread(target=self._run, args=(batch, answer), name="newsletter-handover", daemon=True)
+        thread.start()
+        # Only once started: a batch that never left must not be settled as if it had.
+        self._flying = (thread, batch, answer)
+
+    def _run(self, batch: Ready, answer: list[Answer]) -> None:
+        try:
+            answer.append(self._post(batch.envelope, batch.payload))
+        except BaseException as err:  # handed to the caller's thread, which records it
+            answer.append(err)
+
+    def wait(self) -> None:
+        """Wait for the batch in the air, if any, and settle it."""
+        if self._flying is None:
+            return
+        thread, batch, answer = self._flying
+        while thread.is_alive():
+            thread.join(self._every)
+            if thread.is_alive():
+                self._beat()
+        self._flying = None
+        self._settle(batch, answer[0])
+
+
+@dataclass
+class Batches:
+    """One run's batches: claimed and built in the send loop, settled when the answer is in."""
+
+    sender: Sender
+    ledger: Ledger
+    report: SendReport
+    run_id: str
+    resend_in_doubt: bool
+    progress: Callable[[int], None]
+
+    def claim_and_build(self, chunk: Sequence[Subscriber], variant: Variant) -> Ready | None:
+        """The part of ``chunk`` this run could claim, built; None if nothing is left to hand over."""
+        issue_id, backend, ledger, report = self.sender.issue.id, self.sender.backend, self.ledger, self.report
+        batch_id = uuid.uuid4().hex
+        keys = [r.key for r in chunk]
+        claimed = set(
+            ledger.claim(
+                issue_id,
+                keys,
+                run_id=self.run_id,
+                batch_id=batch_id,
+                variant=variant.key,
+                resend_in_doubt=self.resend_in_doubt,
+            )
+        )
+        report.elsewhere += len(chunk) - len(claimed)
+        mine = [r for r, key in zip(chunk, keys, strict=True) if key in claimed]
+        if not mine:
+            return None
+        try:
+            recipients, refused = deliverable(backend, [self.sender.recipient(r) for r in mine])
+            if refused:
+                ledger.record_failed(issue_id, batch_id, refused)
+                report.failed.update({r.email: why for r in mine if (why := refused.get(r.key))})
+                mine = [r for r in mine if r.key not in refused]
+                if not mine:
+                    return None
+            envelope = self.sender.envelope(variant, batch_id)
+            return Ready(batch_id, envelope, backend.build(envelope, recipients), mine, len(chunk))
+        except BaseException:
+            ledger.release(batch_id)  # nothing was handed over
+            raise
+
+    def settle(self, batch: Ready, answer: Answer) -> None:
+        """Record the provider's answer for a batch handed over (in the send loop's thread)."""
+        issue_id, ledger, report = self.sender.issue.id, self.ledger, self.report
+        batch_id, mine = batch.batch_id, batch.readers
+        self.progress(batch.size)
+        # Written with the next claim: one commit a batch (see Ledger.record_batch).
+        if isinstance(answer, BatchFailed):
+            ledger.record_batch(issue_id, batch_id, FAILED, reason=answer.reason, with_next_claim=True)
+            report.failed.update({r.email: answer.reason for r in mine})
+        elif isinstance(answer, BatchInDoubt):
+            ledger.record_batch(issue_id, batch_id, IN_DOUBT, reason=answer.reason, with_next_claim=True)
+            report.in_doubt.update({r.email: answer.reason for r in mine})
+        elif isinstance(answer, BaseException):
+            reason = f"unexpected {type(answer).__name__} while handing over"
+            ledger.record_batch(issue_id, batch_id, IN_DOUBT, reason=reason)
+            raise answer
+        else:
+            if answer.failed:
+                ledger.record_failed(issue_id, batch_id, answer.failed)
+                by_key = {r.key: r.email for r in mine}
+                report.failed.update({by_key[k]: why for k, why in answer.failed.items()})
+            ledger.record_batch(issue_id, batch_id, SENT, message_id=answer.message_id, with_next_claim=True)
+            report.sent += len(mine) - len(answer.failed)
+
+
+def deliverable(backend: Backend, recipients: list[Recipient]) -> tuple[list[Recipient], dict[str, str]]:
+    """The recipients the backend can take, and why it cannot take the others (by key)."""
+    refused = {r.key: why for r in recipients if (why := backend.refuse(r)) is not None}
+    if not refused:
+        return recipients, refused
+    return [r for r in recipients if r.key not in refused], refused

@@ -1,0 +1,123 @@
+"""The send loop hands a batch over while it claims and builds the next: what a stop leaves behind.
+
+Whatever stops a run, every reader is accounted for: a batch claimed but
+never handed over is given back (queued again), and the batch in the air is
+waited for and its answer recorded. Nothing is left ``sending``, so nothing
+turns into doubt. (A kill is different: tests/test_send.py.)
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from newsletter.audience.personalise import plan_audience
+from newsletter.audience.subscribers import read_subscribers
+from newsletter.content.workspace import Workspace
+from newsletter.delivery.backends.base import Envelope, Outcome
+from newsletter.delivery.backends.null import NullBackend
+from newsletter.delivery.ledger import IN_DOUBT, QUEUED, SENT, Ledger
+from newsletter.delivery.links import Links
+from newsletter.delivery.send import Sender, SendReport, send_issue
+from newsletter.errors import BatchFailed
+from newsletter.render.renderer import Renderer
+from newsletter.settings import load_settings, with_sample_defaults
+
+from conftest import Newsletter
+
+HEADER = "email,name,topics,status\n"
+
+
+class Scripted(NullBackend):
+    """Batches of 10; a post takes a while, so the next batch is claimed and built meanwhile."""
+
+    batch_size = 10
+
+    def __init__(self, *, build_fails_at: int = 0, post_fails_at: int = 0, error: BaseException | None = None) -> None:
+        self.builds = self.posts = 0
+        self.build_fails_at, self.post_fails_at = build_fails_at, post_fails_at
+        self.error = error or RuntimeError("boom")
+        self.in_air: list[int] = []  # how many posts were running when each build started
+        self.running = 0
+        self.lock = threading.Lock()
+
+    def build(self, envelope: Envelope, recipients: Any) -> Any:
+        self.builds += 1
+        self.in_air.append(self.running)
+        if self.builds == self.build_fails_at:
+            raise self.error
+        return super().build(envelope, recipients)
+
+    def post(self, envelope: Envelope, payload: Any) -> Outcome:
+        with self.lock:
+            self.posts += 1
+            self.running += 1
+            number = self.posts
+        try:
+            time.sleep(0.2)
+            if number == self.post_fails_at:
+                raise self.error
+            return super().post(envelope, payload)
+        finally:
+            with self.lock:
+                self.running -= 1
+
+
+def run(newsletter: Newsletter, backend: Scripted, readers: int = 45) -> tuple[SendReport | None, Ledger]:
+    newsletter.issue()
+    newsletter.write("subscribers/r.csv", HEADER + "".join(f"r{i}@example.org,R{i},all,\n" for i in range(readers)))
+    settings, _ = with_sample_defaults(load_settings(newsletter.root))
+    ws = Workspace(settings)
+    issue = ws.load("2030-01")
+    audience = plan_audience(issue, read_subscribers(settings.subscribers_dir, ws.taxonomy).subscribers)
+    sender = Sender(issue, backend, Renderer(settings), Links(settings), settings.from_address)
+    ledger = Ledger(settings.ledger_url)
+    return send_issue(sender, audience, ledger), ledger
+
+
+def test_the_next_batch_is_built_while_a_request_is_in_the_air(newsletter: Newsletter, use_database: str) -> None:
+    backend = Scripted()
+    report, ledger = run(newsletter, backend)
+    assert report is not None and report.sent == 45 and ledger.counts("2030-01") == {SENT: 45}
+    assert backend.in_air == [0, 1, 1, 1, 1]  # every build but the first overlapped a post
+    assert backend.posts == 5
+
+
+@pytest.mark.parametrize("error", [RuntimeError("a bug"), KeyboardInterrupt()])
+def test_a_stop_while_building_gives_the_claim_back_and_records_the_batch_in_the_air(
+    newsletter: Newsletter, use_database: str, error: BaseException
+) -> None:
+    backend = Scripted(build_fails_at=3, error=error)
+    with pytest.raises(type(error)):
+        run(newsletter, backend)
+    ledger = Ledger(use_database)
+    # batches 1 and 2 went and are recorded; 3 was claimed, never left, and is queued again
+    assert ledger.counts("2030-01") == {SENT: 20, QUEUED: 25}
+
+
+def test_a_failure_handing_over_is_in_doubt_and_the_batch_behind_it_is_given_back(
+    newsletter: Newsletter, use_database: str
+) -> None:
+    backend = Scripted(post_fails_at=2)
+    with pytest.raises(RuntimeError, match="boom"):
+        run(newsletter, backend)
+    ledger = Ledger(use_database)
+    # 2 may or may not have reached the provider; 3 was claimed and built behind it, and never left
+    assert ledger.counts("2030-01") == {SENT: 10, IN_DOUBT: 10, QUEUED: 25}
+    assert backend.posts == 2
+
+
+def test_a_refused_batch_does_not_stop_the_ones_behind_it(newsletter: Newsletter, use_database: str) -> None:
+    class RefusesTheSecond(Scripted):
+        def post(self, envelope: Envelope, payload: Any) -> Outcome:
+            outcome = super().post(envelope, payload)
+            if self.posts == 2:
+                raise BatchFailed("refused")
+            return outcome
+
+    report, ledger = run(newsletter, RefusesTheSecond())
+    assert report is not None and report.sent == 35 and len(report.failed) == 10
+    assert ledger.counts("2030-01") == {SENT: 35, "failed": 10}
