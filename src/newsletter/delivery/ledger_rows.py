@@ -5,7 +5,8 @@ Three kinds, each with what makes it cheap on each database:
 - recording a send's readers, ``queued`` and ``skipped``: the addresses go
   as one parameter, not one each (SQLAlchemy's parameter processing costs
   ~20 µs a row, the driver's executemany ~2): a JSON array on SQLite, an
-  array on PostgreSQL;
+  array on PostgreSQL (where skipped readers are written in a thread of
+  their own while the batches go);
 - claiming a batch: one statement. On PostgreSQL it skips the rows another
   transaction holds (``FOR UPDATE SKIP LOCKED``), so a claim never waits
   for another sender's; it looks each address up by the unique index
@@ -29,6 +30,7 @@ sender inserting the same one.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 
@@ -56,6 +58,7 @@ class Rows:
         self._outcomes: list[dict[str, str | None]] = []
         self._queued: dict[tuple[str, str], None] = {}  # SQLite: (issue, address), in claim order
         self._skipped: list[tuple[str, str, str]] = []  # SQLite: (issue, reason, address)
+        self._skipping: tuple[threading.Thread, list[BaseException]] | None = None  # PostgreSQL
 
     # -- what is written ------------------------------------------------------
 
@@ -68,14 +71,40 @@ class Rows:
             self._queued.update(((issue_id, e), None) for e in emails)
 
     def skip(self, issue_id: str, skipped: Iterable[tuple[str, str]]) -> None:
-        """Readers not sent the issue, with why (address, reason)."""
+        """Readers not sent the issue, with why (address, reason).
+
+        On PostgreSQL written in a thread of their own, while the batches
+        go: rows of readers this run does not claim, in transactions of
+        their own, so they hold up no claim (``wait_for_skipped``).
+        """
         rows = sorted((issue_id, reason, email) for email, reason in skipped)  # in the unique index's order
         if not self.postgres:
             self._skipped += rows
             return
-        for chunk in chunks(rows, RECORD_CHUNK):
-            with self._bulk() as conn:
-                self._insert_skipped(conn, chunk)
+        self.wait_for_skipped()
+        failed: list[BaseException] = []
+
+        def write() -> None:
+            try:
+                for chunk in chunks(rows, RECORD_CHUNK):
+                    with self._bulk() as conn:
+                        self._insert_skipped(conn, chunk)
+            except BaseException as err:  # raised by wait_for_skipped, in the caller's thread
+                failed.append(err)
+
+        thread = threading.Thread(target=write, name="newsletter-skipped", daemon=True)
+        thread.start()
+        self._skipping = (thread, failed)
+
+    def wait_for_skipped(self) -> None:
+        """Wait for the skipped readers being written (PostgreSQL), and raise what stopped that."""
+        if self._skipping is None:
+            return
+        thread, failed = self._skipping
+        thread.join()
+        self._skipping = None
+        if failed:
+            raise failed[0]
 
     def hold_outcome(
         self, issue_id: str, batch_id: str, status: str, message_id: str | None, reason: str | None
@@ -96,11 +125,12 @@ class Rows:
 
     @property
     def held(self) -> bool:
-        return bool(self._outcomes or self._queued or self._skipped)
+        return bool(self._outcomes or self._queued or self._skipped or self._skipping)
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
-        """A transaction that first writes everything held."""
+        """A transaction that first writes everything held (and waits for the skipped readers being written)."""
+        self.wait_for_skipped()
         with self._holding(lambda: list(self._queued), None) as (conn, queued):
             for issue_id, emails in _by_issue(queued).items():
                 self._insert_queued(conn, issue_id, emails)
