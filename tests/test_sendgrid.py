@@ -252,3 +252,28 @@ def test_payload_limits_are_enforced_before_sending(change, words: str) -> None:
     change(payload)
     with pytest.raises(PayloadError, match=words):
         validate(payload)
+
+
+def test_build_checks_what_it_makes_and_measures_only_a_request_near_the_limit() -> None:
+    # build() checks each personalization as it makes it, and bounds the request's
+    # size instead of serialising it; a request the bound does not clear is measured.
+    from newsletter.delivery.backends.base import Envelope, Recipient
+    from newsletter.render.variant import Variant
+
+    backend = SendGridBackend("SG.key", host="http://127.0.0.1:9", asm_group_id=1)
+
+    def envelope(html: str) -> Envelope:
+        variant = Variant("2030-01", "all", ("a",), "Subject", html=html, text="text")
+        # a subject of its own: the backend keeps each variant's content by issue, variant and subject
+        return Envelope("2030-01", variant, f"Subject {len(html)}", "Digest <d@x.org>", None, "batch")
+
+    people = [Recipient(f"r{i}@x.org", f"R {i}", "", "", "") for i in range(1000)]
+    assert len(backend.build(envelope("<p>hi</p>"), people)["personalizations"]) == 1000
+    with pytest.raises(PayloadError, match=r"r1@x\.org appears twice"):
+        backend.build(envelope("<p>hi</p>"), [*people[:5], Recipient("R1@x.org", "", "", "", "")])
+    # 25 MB of content and the bound of 1,000 personalizations pass 30 MiB: measured, it fits
+    assert backend.build(envelope("x" * 25_000_000), people)
+    with pytest.raises(PayloadError, match="over SendGrid's"):
+        backend.build(envelope("x" * 32_000_000), people)
+    assert backend.refuse(Recipient("a@x.org", "é" * 400, "", "", "")) is None
+    assert "over SendGrid's 10000 bytes" in str(backend.refuse(Recipient("a@x.org", "\U0001f600" * 500, "", "", "")))

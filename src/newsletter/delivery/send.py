@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 from pathlib import Path
 
 from sqlalchemy.engine import Engine
@@ -40,6 +41,7 @@ from newsletter.support import collector
 from newsletter.support.batches import chunks
 
 TEST_PREFIX = "[TEST] "
+_ADDRESS = attrgetter("email")
 # How many failed, in-doubt or unread readers a report names; `newsletter status` lists them all.
 LIST_AT_MOST = 20
 
@@ -226,24 +228,24 @@ def send_issue(
 ) -> SendReport:
     """Send ``audience`` the issue through the backend, recording every outcome.
 
-    Batch by batch: claim, build, hand over (``handover.InFlight``: the next
-    batch is claimed and built while a request is in the air), record.
+    Batch by batch: claim, build, hand over, record; the next batch is
+    claimed and built while a request is in the air (``handover``).
     """
-    issue, backend = sender.issue, sender.backend
+    issue = sender.issue
     report = SendReport(issue.id, skipped=audience.skipped_by_reason(), dry_run=dry_run)
-    readers = {r.key: r for group in audience.groups.values() for r in group}
     run_id = None if dry_run else ledger.start_run(issue.id)
     try:
         if run_id is not None:
-            _settle_in_doubt(sender, ledger, readers)
-            ledger.record_skipped(issue.id, ((r.key, reason) for r, reason in audience.skipped))
+            _settle_in_doubt(sender, ledger, audience)
         statuses = ledger.statuses(issue.id)
         open_ = {None, QUEUED, SKIPPED, FAILED} | ({IN_DOUBT} if resend_in_doubt else set())
         work: list[tuple[Selection, list[Subscriber]]] = []
         new: list[str] = []  # readers with no row yet
         for selection, group in audience.groups.items():
             pending = []
-            for reader in group:
+            # In address order, the unique index's: the new readers' rows are
+            # then written in index order, and lie in batch order (Ledger.enqueue).
+            for reader in sorted(group, key=_ADDRESS):
                 key = reader.key
                 status = statuses.get(key)
                 if status in open_:
@@ -263,28 +265,43 @@ def send_issue(
             _dry_run(sender, work, report, progress)
             return report
         ledger.enqueue(issue.id, new)  # a claim takes rows that exist (see the ledger)
+        ledger.record_skipped(issue.id, ((r.key, reason) for r, reason in audience.skipped))
         batches = Batches(sender, ledger, report, run_id, resend_in_doubt, progress)
-        inflight = InFlight(backend.post, batches.settle, lambda: ledger.heartbeat(run_id), HEARTBEAT.total_seconds())
-        try:
-            for selection, pending in work:
-                variant = sender.variant(selection)
-                report.variants[variant.key] = len(pending)
-                for chunk in chunks(pending, backend.batch_size):
-                    ready = batches.claim_and_build(chunk, variant)
-                    if ready is None:
-                        progress(len(chunk))
-                        continue
-                    try:
-                        inflight.hand_over(ready)
-                    except BaseException:
-                        ledger.release(ready.batch_id)  # it never left
-                        raise
-        finally:
-            inflight.wait()
+        _pipeline(sender, batches, work, report, progress)
     finally:
         if run_id is not None:
             ledger.finish_run(run_id)
     return report
+
+
+def _pipeline(
+    sender: Sender,
+    batches: Batches,
+    work: list[tuple[Selection, list[Subscriber]]],
+    report: SendReport,
+    progress: Callable[[int], None],
+) -> None:
+    """Claim and build each batch while the one before is handed over (``handover``)."""
+    ledger = batches.ledger
+    inflight = InFlight(
+        sender.backend.post, batches.settle, lambda: ledger.heartbeat(batches.run_id), HEARTBEAT.total_seconds()
+    )
+    try:
+        for selection, pending in work:
+            variant = sender.variant(selection)
+            report.variants[variant.key] = len(pending)
+            for chunk in chunks(pending, sender.backend.batch_size):
+                ready = batches.claim_and_build(chunk, variant)
+                if ready is None:
+                    progress(len(chunk))
+                    continue
+                try:
+                    inflight.hand_over(ready)
+                except BaseException:
+                    ledger.release(ready.batch_id)  # it never left
+                    raise
+    finally:
+        inflight.wait()
 
 
 def _dry_run(
@@ -307,11 +324,14 @@ def _dry_run(
             progress(len(chunk))
 
 
-def _settle_in_doubt(sender: Sender, ledger: Ledger, readers: dict[str, Subscriber]) -> None:
+def _settle_in_doubt(sender: Sender, ledger: Ledger, audience: Audience) -> None:
     """Turn dead runs' claims into in-doubt rows, and settle those the backend can tell about."""
     issue_id = sender.issue.id
     ledger.settle_orphans(issue_id)
     doubtful = [r.email for r in ledger.rows(issue_id, [IN_DOUBT])]
+    if not doubtful:
+        return
+    readers = {r.key: r for group in audience.groups.values() for r in group}
     recipients = [sender.recipient(readers[e]) for e in doubtful if e in readers]
     arrived = sender.backend.delivered(issue_id, recipients) if recipients else None
     if arrived is None:

@@ -30,6 +30,7 @@ import json
 import logging
 import random
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from email.utils import parseaddr
 from http.client import HTTPException
@@ -94,22 +95,22 @@ def _fits(mapping: dict[str, str], limit: int) -> bool:
     return bound <= limit or _size(mapping) <= limit
 
 
-def validate(payload: dict[str, Any], *, people_checked: bool = False) -> None:
+def validate(payload: dict[str, Any], *, people: int | None = None) -> None:
     """Refuse what SendGrid would refuse (see tests/fake_sendgrid.py for the other side).
 
-    ``people_checked``: every personalization's substitutions are known to
-    fit (``build`` checks them as it makes them), so they are not measured
-    again, and the request's size is bounded without serialising it (the
-    client serialises it once more to send it): each personalization is at
-    most its substitutions' limit plus its address and name at 12 bytes a
-    character. Only a request near the limit is measured exactly.
+    ``people``: from a caller that made the personalizations one recipient
+    each and checked them as it did (``build``: distinct addresses,
+    substitutions that fit), an upper bound of their size. Then they are
+    not gone through again, and the request is measured (serialised: the
+    client does that once more to send it) only if the bound does not
+    clear SendGrid's limit.
     """
     personalizations = payload.get("personalizations") or []
     if not 1 <= len(personalizations) <= MAX_PERSONALIZATIONS:
         raise PayloadError(f"{len(personalizations)} personalizations; SendGrid takes 1 to {MAX_PERSONALIZATIONS}")
     seen: set[str] = set()
-    recipients = 0
-    for p in personalizations:
+    recipients = len(personalizations) if people is not None else 0
+    for p in personalizations if people is None else ():
         for field in ("to", "cc", "bcc"):
             for person in p.get(field, []):
                 recipients += 1
@@ -117,7 +118,7 @@ def validate(payload: dict[str, Any], *, people_checked: bool = False) -> None:
                 if key in seen:
                     raise PayloadError(f"{person['email']} appears twice in one request")
                 seen.add(key)
-        if not people_checked and not _fits(p.get("substitutions", {}), MAX_SUBSTITUTION_BYTES):
+        if not _fits(p.get("substitutions", {}), MAX_SUBSTITUTION_BYTES):
             raise PayloadError(f"substitutions over {MAX_SUBSTITUTION_BYTES} bytes for {p['to'][0]['email']}")
     if recipients > MAX_RECIPIENTS:
         raise PayloadError(f"{recipients} recipients; SendGrid takes at most {MAX_RECIPIENTS} per request")
@@ -131,14 +132,10 @@ def validate(payload: dict[str, Any], *, people_checked: bool = False) -> None:
     types = [c["type"] for c in payload.get("content", [])]
     if types[:1] != ["text/plain"]:
         raise PayloadError(f"content must start with text/plain, not {types}")
-    if people_checked:
-        rest = _size({k: v for k, v in payload.items() if k != "personalizations"})
-        people = sum(
-            MAX_SUBSTITUTION_BYTES + 100 + 12 * sum(len(to["email"]) + len(to.get("name", "")) for to in p["to"])
-            for p in personalizations
-        )
-        if rest + people <= MAX_REQUEST_BYTES:
-            return
+    if people is not None and _size({k: v for k, v in payload.items() if k != "personalizations"}) + people <= (
+        MAX_REQUEST_BYTES
+    ):
+        return
     if _size(payload) > MAX_REQUEST_BYTES:
         raise PayloadError(f"request of {_size(payload):,} bytes is over SendGrid's {MAX_REQUEST_BYTES:,}")
 
@@ -214,12 +211,17 @@ class SendGridBackend(Backend):
     def build(self, envelope: Envelope, recipients: Sequence[Recipient]) -> dict[str, Any]:
         """The JSON body of one request; raises PayloadError if SendGrid would refuse it."""
         personalizations = []
+        chars = 0
         for r in recipients:
             substitutions = _substitutions(r)
             if len(r.name) > SHORT_NAME and not _fits(substitutions, MAX_SUBSTITUTION_BYTES):
                 raise PayloadError(f"substitutions over {MAX_SUBSTITUTION_BYTES} bytes for {r.email}")
             to = {"email": r.email, "name": r.name} if r.name else {"email": r.email}
             personalizations.append({"to": [to], "substitutions": substitutions})
+            chars += len(r.email) + len(r.name)
+        if len({r.key for r in recipients}) < len(recipients):
+            twice = Counter(r.key for r in recipients).most_common(1)[0][0]
+            raise PayloadError(f"{twice} appears twice in one request")
         variant = envelope.variant.key
         payload: dict[str, Any] = {
             "personalizations": personalizations,
@@ -241,7 +243,9 @@ class SendGridBackend(Backend):
         }
         if envelope.reply_to:
             payload["reply_to"] = _address(envelope.reply_to)
-        validate(payload, people_checked=True)
+        # Each personalization: its substitutions (which fit), its address and
+        # name at most 12 bytes a character in JSON, and the punctuation.
+        validate(payload, people=len(recipients) * (MAX_SUBSTITUTION_BYTES + 100) + 12 * chars)
         return payload
 
     # -- transport ----------------------------------------------------------------
