@@ -155,8 +155,8 @@ def test_issue_level_problems(newsletter: Newsletter) -> None:
 def test_summary_count_and_empty_issue(newsletter: Newsletter) -> None:
     one = newsletter.issue("2030-02", summaries={"01-a.md": GOOD_SUMMARY})
     assert (
-        only(problems_of(one), "summaries")
-        == "issues/2030-02/issue.md:1: warning: 1 summaries: an issue usually has two or three"
+        only(problems_of(one), "1 summary:")
+        == "issues/2030-02/issue.md:1: warning: 1 summary: an issue usually has two or three"
     )
     empty = newsletter.issue("2030-03", summaries={})
     assert (

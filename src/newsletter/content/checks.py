@@ -20,6 +20,7 @@ from newsletter.content.markdown import relative_links
 from newsletter.content.model import ISSUE_FILE, Issue, Summary
 from newsletter.content.taxonomy import Taxonomy
 from newsletter.errors import Problem, errors_in
+from newsletter.support.words import plural
 
 COLLEAGUES = re.compile(r"\b([A-Z][\w’'-]+)\s+and\s+colleagues\b")
 
@@ -88,7 +89,9 @@ def check_issue(issue: Issue) -> list[Problem]:
     count = len(issue.summaries)
     if count and not 2 <= count <= 3:
         problems.append(
-            Problem(issue.path / ISSUE_FILE, 1, "warning", f"{count} summaries: an issue usually has two or three")
+            Problem(
+                issue.path / ISSUE_FILE, 1, "warning", f"{plural(count, 'summary')}: an issue usually has two or three"
+            )
         )
     for summary in issue.summaries:
         problems += check_summary(summary)
