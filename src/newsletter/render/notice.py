@@ -16,10 +16,8 @@ from pathlib import Path
 from typing import Literal
 
 from newsletter.content import markdown
-from newsletter.errors import ConfigError
-from newsletter.render.environment import make_environment
 from newsletter.render.mjml import MjmlRenderer
-from newsletter.render.renderer import POSTAL_ADDRESS_UNSET, Reader
+from newsletter.render.renderer import Reader, email_environment, newsletter_view
 from newsletter.render.text import TextRenderer
 from newsletter.render.variant import Placeholder, Variant
 from newsletter.settings import Settings
@@ -44,11 +42,7 @@ class NoticeRenderer:
     def __init__(self, settings: Settings, templates_dir: Path | None = None) -> None:
         self.settings = settings
         folder = (templates_dir or settings.templates_dir).resolve()
-        for kind in KINDS:
-            for suffix in ("mjml.j2", "txt.j2"):
-                if not (folder / f"{kind}.{suffix}").is_file():
-                    raise ConfigError(f"template {kind}.{suffix} not found in {folder}: copy the shipped templates/")
-        env = make_environment(folder)
+        env = email_environment(folder, [f"{kind}.{suffix}" for kind in KINDS for suffix in ("mjml.j2", "txt.j2")])
         self._html = MjmlRenderer(env, folder)
         self._text = TextRenderer(env, folder)
         self._rendered: dict[Kind, Variant] = {}
@@ -62,11 +56,7 @@ class NoticeRenderer:
         with self._lock:
             if kind not in self._rendered:
                 context = {
-                    "newsletter": {
-                        "name": self.settings.name,
-                        "base_url": self.settings.base_url,
-                        "postal_address": self.settings.postal_address.strip() or POSTAL_ADDRESS_UNSET,
-                    },
+                    "newsletter": newsletter_view(self.settings),
                     "preheader": PREHEADERS[kind],
                     "action_url": Placeholder(ACTION_URL),
                     "topics": Placeholder(TOPICS),

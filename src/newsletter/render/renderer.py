@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from jinja2 import Environment
+
 from newsletter import defaults
 from newsletter.content import urls
 from newsletter.content.model import Issue, Summary
@@ -68,6 +70,24 @@ def fill_sample(variant: Variant, base_url: str) -> tuple[str, str]:
     )
 
 
+def email_environment(folder: Path, needed: Iterable[str]) -> Environment:
+    """The environment over the author's ``folder`` and the packaged defaults, which must hold ``needed``."""
+    folders = template_folders(folder, defaults.TEMPLATES)
+    for name in needed:
+        if not has_template(folders, name):  # only if the package itself is broken
+            raise ConfigError(f"template {name} not found in {' or '.join(map(str, folders))}")
+    return make_environment(*folders)
+
+
+def newsletter_view(settings: Settings) -> dict[str, str]:
+    """What every email's templates see of the newsletter itself (header, footer)."""
+    return {
+        "name": settings.name,
+        "base_url": settings.base_url,
+        "postal_address": settings.postal_address.strip() or POSTAL_ADDRESS_UNSET,
+    }
+
+
 class Renderer:
     """Renders issues with the templates of one newsletter folder.
 
@@ -78,12 +98,8 @@ class Renderer:
     def __init__(self, settings: Settings, templates_dir: Path | None = None) -> None:
         self.settings = settings
         folder = (templates_dir or settings.templates_dir).resolve()
-        folders = template_folders(folder, defaults.TEMPLATES)
-        for name in (HTML_TEMPLATE, TEXT_TEMPLATE):
-            if not has_template(folders, name):  # only if the package itself is broken
-                raise ConfigError(f"template {name} not found in {' or '.join(map(str, folders))}")
+        env = email_environment(folder, (HTML_TEMPLATE, TEXT_TEMPLATE))
         self.templates_dir = folder
-        env = make_environment(*folders)
         self._html = MjmlRenderer(env, folder)
         self._text = TextRenderer(env, folder)
 
@@ -132,11 +148,7 @@ class Renderer:
         shown = [v for v in views if v.slug in chosen]
         left_out = [v for v in views if v.slug not in chosen]
         return {
-            "newsletter": {
-                "name": settings.name,
-                "base_url": settings.base_url,
-                "postal_address": settings.postal_address.strip() or POSTAL_ADDRESS_UNSET,
-            },
+            "newsletter": newsletter_view(settings),
             "issue": {
                 "id": issue.id,
                 "subject": issue.subject,
