@@ -247,6 +247,7 @@ def main() -> None:
     parser.add_argument("--readers", type=int, default=100_000)
     parser.add_argument("--outbox-readers", type=int, default=10_000)
     parser.add_argument("--no-sendgrid", action="store_true", help="skip the SendGrid mode")
+    parser.add_argument("--no-noop", action="store_true", help="skip the no-op backend")
     parser.add_argument(
         "--latency",
         type=float,
@@ -265,7 +266,7 @@ def main() -> None:
     if args.child:
         print(json.dumps(run_one(Path(args.child[0]), args.child[1])))
         return
-    modes = [("null", args.readers), ("outbox", args.outbox_readers)]
+    modes = [("null", 0 if args.no_noop else args.readers), ("outbox", args.outbox_readers)]
     if not args.no_sendgrid:
         modes.append(("sendgrid", args.readers))
     for backend, readers in modes:

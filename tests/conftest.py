@@ -227,15 +227,17 @@ def fresh_postgres_database() -> Iterator[str]:
     admin = postgres_admin_url()
     engine = create_engine(admin, isolation_level="AUTOCOMMIT")
     name = f"newsletter_test_{uuid.uuid4().hex[:12]}"
+    missing = None
     try:
         with engine.connect() as conn:
             conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
     except (SQLAlchemyError, ImportError) as err:
         engine.dispose()
+        missing = f"{type(err).__name__}: {getattr(err, 'orig', None) or err}"
+    if missing:  # failed outside the except: the message alone, not the driver's traceback
         pytest.fail(
-            f"this test needs a PostgreSQL server, and {admin} did not answer "
-            f"({type(err).__name__}: {getattr(err, 'orig', None) or err}). Run the tests with `bash .ci/run`, "
-            f"which installs and starts one and sets {POSTGRES_ENV}.",
+            f"this test needs a PostgreSQL server, and {admin} did not answer ({missing}). "
+            f"Run the tests with `bash .ci/run`, which installs and starts one and sets {POSTGRES_ENV}.",
             pytrace=False,
         )
     try:

@@ -234,7 +234,7 @@ class Ledger:
         ``sending``; a crash in between leaves it in doubt, as a crash just
         before the answer would.
         """
-        self._rows.hold_outcome(issue_id, batch_id, status, message_id, reason)
+        self._rows.hold_outcome(batch_id, status, message_id, reason)  # batch ids are unique across issues
         if not with_next_claim:
             self.flush()
 

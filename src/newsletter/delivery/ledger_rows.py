@@ -5,26 +5,27 @@ Three kinds, each with what makes it cheap on each database:
 - recording a send's readers, ``queued`` and ``skipped``: the addresses go
   as one parameter, not one each (SQLAlchemy's parameter processing costs
   ~20 µs a row, the driver's executemany ~2): a JSON array on SQLite, an
-  array on PostgreSQL (where skipped readers are written in a thread of
-  their own while the batches go);
-- claiming a batch: one statement. On PostgreSQL it skips the rows another
-  transaction holds (``FOR UPDATE SKIP LOCKED``), so a claim never waits
-  for another sender's; it looks each address up by the unique index
+  array on PostgreSQL;
+- claiming a batch: one transaction. On PostgreSQL it skips the rows
+  another transaction holds (``FOR UPDATE SKIP LOCKED``), so a claim never
+  waits for another sender's; it looks each address up by the unique index
   whatever the table's statistics say;
 - the answer to a batch: held and written in the transaction of the next
   claim (``hold_outcome``), one commit a batch instead of two.
 
 On SQLite, where one process writes at a time and nothing is gained by
-writing first, the readers' rows are held too and written with the claims:
-a batch's new readers straight as ``sending`` by its own claim (``queued``
+writing first, the readers' rows are held and written with the claims: a
+batch's new readers straight as ``sending`` by its own claim (``queued``
 rows would be written only to be changed in the same transaction),
 ``skipped`` rows a slice with each claim; the rest when the run ends or
 anything reads (``flush``). The first batch leaves without waiting for
-every reader's row to be written. On PostgreSQL they are written at once,
-before any claim, in chunks sorted by address (two runs writing the same
-readers then take row locks in one order and cannot deadlock): a claim must
-find the rows there, as one that inserted a row would wait for another
-sender inserting the same one.
+every reader's row to be written.
+
+On PostgreSQL the ``queued`` rows are written before any claim (a claim must
+find them there: one that inserted a row would wait for another sender
+inserting the same one), the ``skipped`` ones in a thread of their own while
+the batches go; both in chunks sorted by address, so that two runs writing
+the same readers take row locks in one order and cannot deadlock.
 """
 
 from __future__ import annotations
@@ -106,9 +107,7 @@ class Rows:
         if failed:
             raise failed[0]
 
-    def hold_outcome(
-        self, issue_id: str, batch_id: str, status: str, message_id: str | None, reason: str | None
-    ) -> None:
+    def hold_outcome(self, batch_id: str, status: str, message_id: str | None, reason: str | None) -> None:
         self._outcomes.append({"o_batch": batch_id, "o_status": status, "o_id": message_id, "o_reason": reason})
 
     @contextmanager
