@@ -46,7 +46,7 @@ def open_database(url: str) -> Engine:
 
 def connect(url: str) -> Engine:
     """An engine for ``url``, its schema untouched (``open_database`` brings it up to date)."""
-    if url.startswith("sqlite:///"):
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:///file:"):  # a URI names a file that exists
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     try:
         parsed = make_url(url)
