@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import event, select
 from sqlalchemy.engine import Engine
 
-from newsletter.audience.choices import ONLINE, merge
+from newsletter.audience.choices import ONLINE, Reader
 from newsletter.audience.store import ReaderStore
 from newsletter.content.workspace import Workspace
 from newsletter.db import open_database
@@ -42,6 +42,19 @@ def row(**values: Any) -> dict[str, Any]:
     return {"key": "a@x.org", "email": "a@x.org", **base, **values}
 
 
+def merged(database_url: str, values: dict[str, Any]) -> Reader:
+    """The reader a row of the table stands for, as the database merges it for every query and send."""
+    engine = open_database(database_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(readers.insert().values(token_hash="t" * 64, updated_at=T0, **values))
+        found = ReaderStore(engine, lambda email: email).get(values["email"])
+        assert found is not None
+        return found
+    finally:
+        engine.dispose()
+
+
 FILE = {"file_name": "File", "file_topics": "empathy", "file_status": "active", "file_at": T0}
 
 
@@ -57,21 +70,23 @@ FILE = {"file_name": "File", "file_topics": "empathy", "file_status": "active", 
             {"own_topics": "training", "own_at": T0 - timedelta(days=1)},
             ("File", {"empathy"}, "active"),
         ),  # newer file edit wins
+        ({"own_topics": "training", "own_at": T0}, ("File", {"training"}, "active")),  # a tie: the reader's
         (
             {"own_status": "unsubscribed", "own_at": T0 - timedelta(days=1)},
             ("File", {"empathy"}, "unsubscribed"),
         ),  # sticks
         ({"own_status": "bounced", "own_at": T0 - timedelta(days=1)}, ("File", {"empathy"}, "active")),  # does not
         ({"own_name": "Mine", "own_topics": "all", "own_at": T0 + timedelta(seconds=1)}, ("Mine", None, "active")),
+        ({"own_name": "Mine", "own_at": T0 + timedelta(microseconds=1)}, ("Mine", {"empathy"}, "active")),
     ],
 )
-def test_merge_rule(own: dict[str, Any], expected: tuple[object, ...]) -> None:
-    reader = merge(row(**FILE, **own))
+def test_merge_rule(database_url: str, own: dict[str, Any], expected: tuple[object, ...]) -> None:
+    reader = merged(database_url, row(**FILE, **own))
     assert (reader.name, reader.topics, reader.status) == expected
 
 
-def test_a_reader_only_online_is_their_own_choice() -> None:
-    reader = merge(row(own_name="Web", own_topics="cbt;anxiety", own_status="active", own_at=T0))
+def test_a_reader_only_online_is_their_own_choice(database_url: str) -> None:
+    reader = merged(database_url, row(own_name="Web", own_topics="cbt;anxiety", own_status="active", own_at=T0))
     assert (reader.name, reader.topics, reader.status, reader.in_files) == ("Web", {"cbt", "anxiety"}, "active", False)
 
 

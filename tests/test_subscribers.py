@@ -7,9 +7,14 @@ from email_validator import validate_email
 from hypothesis import given
 from hypothesis import strategies as st
 
-from newsletter.audience.personalise import NO_MATCH, plan_audience
+from newsletter.audience.choices import topics_text
+from newsletter.audience.personalise import NO_MATCH, Routes
 from newsletter.audience.subscribers import normalize_email, read_subscribers
 from newsletter.content.loader import load_issue
+from newsletter.content.workspace import Workspace
+from newsletter.delivery.ledger import Ledger
+from newsletter.delivery.send import plan
+from newsletter.settings import load_settings
 
 from conftest import GOOD_SUMMARY, REPO, SUBSCRIBERS_HEADER, TAXONOMY, Newsletter
 
@@ -113,18 +118,28 @@ def test_personalisation_rule(newsletter: Newsletter) -> None:
         name="r",
     )
     readers = read_subscribers(newsletter.root / "subscribers", TAXONOMY).subscribers
-    audience = plan_audience(issue, readers)
-    groups = {sel: [r.email for r in rs] for sel, rs in audience.groups.items()}
-    assert groups == {
-        ("empathy", "trauma", "both"): ["all@example.org"],
-        ("empathy", "both"): ["emp2@example.org"],
-        ("trauma", "both"): ["tra@example.org"],
-        ("empathy",): ["emp@example.org"],
+    routes = Routes(issue)
+    routed = {r.email: routes.route(topics_text(r.topics), r.status, None) for r in readers}
+    assert routed == {
+        "all@example.org": ("empathy", "trauma", "both"),
+        "emp@example.org": ("empathy",),
+        "tra@example.org": ("trauma", "both"),
+        "none@example.org": NO_MATCH,
+        "gone@example.org": "unsubscribed",
+        "bad@example.org": "bounced",
+        "emp2@example.org": ("empathy", "both"),
     }
-    assert [(r.email, why) for r, why in audience.skipped] == [
-        ("none@example.org", NO_MATCH),
-        ("gone@example.org", "unsubscribed"),
-        ("bad@example.org", "bounced"),
+    assert Routes(issue, send_unmatched=True).route("placebo-effect", "active", None) == ("empathy", "trauma", "both")
+    assert routes.route("all", "active", "bounced at SendGrid") == "bounced at SendGrid"
+    # The plan: the same rule over the database's counts, the full issue first, then larger selections.
+    ws = Workspace(load_settings(newsletter.root))
+    with Ledger(ws.settings.ledger_url) as ledger:
+        audience, problems = plan(ws, issue, engine=ledger.engine)
+    assert problems == []
+    assert list(audience.groups.items()) == [
+        (("empathy", "trauma", "both"), 1),
+        (("empathy", "both"), 1),
+        (("trauma", "both"), 1),
+        (("empathy",), 1),
     ]
-    unmatched = plan_audience(issue, readers, send_unmatched=True)
-    assert "none@example.org" in [r.email for r in unmatched.groups[("empathy", "trauma", "both")]]
+    assert audience.skipped == {NO_MATCH: 1, "unsubscribed": 1, "bounced": 1}

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
+from sqlalchemy import ColumnElement, Table, and_, case, func, or_
 from sqlalchemy.engine import Row
 
 from newsletter.audience.subscribers import Status, Subscriber, SubscriberList
@@ -82,28 +83,55 @@ class Merged:
         return SubscriberList(self.subscribers, self.problems)
 
 
-def merge(row: Row[Any] | dict[str, Any]) -> Reader:
-    """The reader a row stands for: per field, the newer of the file and the reader's own choice."""
-    r = row if isinstance(row, dict) else row._mapping
-    own_at, file_at = aware(r["own_at"]), aware(r["file_at"])
-    in_files = r["file_status"] is not None
-    own_newer = own_at is not None and (not in_files or file_at is None or own_at >= file_at)
+def merged(table: Table) -> dict[str, ColumnElement[Any]]:
+    """The rule, as columns of the ``readers`` table: each reader's name, topics and status as merged.
 
-    def pick(field: str, default: Any) -> Any:
-        own, theirs = r[f"own_{field}"], r[f"file_{field}"]
-        if own is not None and (own_newer or not in_files):
-            return own
-        return theirs if in_files else default
+    In SQL, so that the database merges, counts and streams a million readers
+    (``store.tally``, ``delivery.readers``) without a row reaching Python first.
+    Per field: the reader's own value where they chose one at or after the
+    file's row last changed (or they are not in the files); else the file's.
+    ``unsubscribed`` chosen by the reader stays whatever the file says.
+    Times compare as stored: on SQLite both are UTC text of one format.
+    """
+    c = table.c
+    in_files = c.file_status.is_not(None)
+    own_newer = and_(c.own_at.is_not(None), or_(~in_files, c.file_at.is_(None), c.own_at >= c.file_at))
 
-    status = pick("status", "active")
-    if r["own_status"] in STICKY and own_at is not None:
-        status = r["own_status"]
+    def pick(field: str, default: str) -> ColumnElement[Any]:
+        own, theirs = c[f"own_{field}"], c[f"file_{field}"]
+        return case((and_(own.is_not(None), or_(own_newer, ~in_files)), own), (in_files, theirs), else_=default)
+
+    sticky = and_(c.own_status.in_(sorted(STICKY)), c.own_at.is_not(None))
+    return {
+        "name": func.coalesce(pick("name", ""), ""),
+        "topics": func.coalesce(pick("topics", ALL), ALL),
+        "status": case((sticky, c.own_status), else_=pick("status", "active")),
+    }
+
+
+def reader_columns(table: Table) -> list[ColumnElement[Any]]:
+    """What ``reader_of`` reads: a reader as merged, with where their choice came from."""
+    c = table.c
+    rule = merged(table)
+    return [
+        c.key,
+        c.email,
+        rule["name"].label("name"),
+        rule["topics"].label("topics"),
+        rule["status"].label("status"),
+        c.file_status.is_not(None).label("in_files"),
+        c.own_at,
+    ]
+
+
+def reader_of(row: Row[Any]) -> Reader:
+    """The Reader of a row selected with ``reader_columns``."""
     return Reader(
-        key=r["key"],
-        email=r["email"],
-        name=pick("name", "") or "",
-        topics=topics_of(pick("topics", ALL)),
-        status=cast(Status, status),
-        in_files=in_files,
-        chosen_at=own_at,
+        key=row.key,
+        email=row.email,
+        name=row.name,
+        topics=topics_of(row.topics),
+        status=cast(Status, row.status),
+        in_files=bool(row.in_files),
+        chosen_at=aware(row.own_at),
     )

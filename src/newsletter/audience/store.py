@@ -8,7 +8,7 @@ Each reader has one row in ``readers`` with two layers:
   a topic change, an unsubscribe, or a provider event such as a bounce) and
   ``own_at``, when.
 
-Merged by ``choices.merge``: per field, the newer of the two wins; an
+Merged by ``choices.merged``, in SQL: per field, the newer of the two wins; an
 unsubscribe only the reader undoes. Readers who signed up online have no
 file layer at all.
 
@@ -36,16 +36,27 @@ from typing import Any
 from sqlalchemy import bindparam, create_engine, delete, func, select, update
 from sqlalchemy.engine import Connection, Engine
 
-from newsletter.audience.choices import ONLINE, Merged, Override, Reader, Topics, aware, merge, topics_text
+from newsletter.audience.choices import (
+    ONLINE,
+    Merged,
+    Override,
+    Reader,
+    Topics,
+    aware,
+    merged,
+    reader_columns,
+    reader_of,
+    topics_text,
+)
+from newsletter.audience.personalise import Tally
 from newsletter.audience.subscribers import Status, Subscriber, SubscriberList, read_subscribers
 from newsletter.content.taxonomy import Taxonomy
-from newsletter.db.schema import reader_files, readers
+from newsletter.db.schema import reader_files, readers, suppressions
 from newsletter.support import collector
 
 FILES = "files"  # reader_files row of the subscriber files' signature
 TOKEN_KEY = "token"  # reader_files row of the link key's fingerprint
 _FILE_COLUMNS = ("key", "email", "file_name", "file_topics", "file_status", "file_path", "file_line", "file_at")
-_OWN_COLUMNS = (*_FILE_COLUMNS, "own_name", "own_topics", "own_status", "own_at")
 _UNSET: Any = object()
 # One writer at a time in this process. SQLite lets one transaction write at
 # a time anyway, and a thread that finds the lock taken sleeps in SQLite's busy
@@ -240,42 +251,50 @@ class ReaderStore:
         found = read_subscribers(folder, taxonomy)
         self.refresh(folder, taxonomy, found)
         with self.reads.connect() as conn:
-            own = conn.execute(select(*(readers.c[c] for c in _OWN_COLUMNS)).where(readers.c.own_at.is_not(None))).all()
+            own = conn.execute(select(*reader_columns(readers)).where(readers.c.own_at.is_not(None))).all()
         if not own:
             return Merged(found.subscribers, found.problems, [])
-        chosen = {r.key: r for r in own}
+        chosen = {r.key: reader_of(r) for r in own}
         subscribers: list[Subscriber] = []
         overrides: list[Override] = []
         for s in found.subscribers:
-            row = chosen.pop(s.key, None)
-            if row is None:
+            reader = chosen.pop(s.key, None)
+            if reader is None:
                 subscribers.append(s)
                 continue
-            reader = merge(row)
             merged = replace(s, name=reader.name, topics=reader.topics, status=reader.status)
             fields = tuple(f for f in ("name", "topics", "status") if getattr(merged, f) != getattr(s, f))
             if fields and reader.chosen_at is not None:
                 overrides.append(Override(s.email, s.path, s.line, fields, reader.chosen_at))
             subscribers.append(merged)
-        for row in chosen.values():  # signed up online, or off the files now
-            reader = merge(row)
+        for reader in chosen.values():  # signed up online, or off the files now
             subscribers.append(Subscriber(reader.email, reader.name, reader.topics, reader.status, ONLINE, 0))
         return Merged(subscribers, found.problems, overrides)
+
+    def tally(self) -> list[Tally]:
+        """Readers counted by merged topic list, status and suppression: the plan of a send, grouped by the database."""
+        rule = merged(readers)
+        columns = (rule["topics"], rule["status"], suppressions.c.reason)
+        query = (
+            select(*columns, func.count())
+            .select_from(readers.outerjoin(suppressions, suppressions.c.email == readers.c.key))
+            .group_by(*columns)
+        )
+        with self.reads.connect() as conn:
+            return [Tally(*row) for row in conn.execute(query)]
 
     def find(self, token: str) -> Reader | None:
         """The reader whose link token this is (the caller compares it in constant time), or None."""
         with self.reads.connect() as conn:
             row = conn.execute(
-                select(*(readers.c[c] for c in _OWN_COLUMNS)).where(readers.c.token_hash == token_hash(token))
+                select(*reader_columns(readers)).where(readers.c.token_hash == token_hash(token))
             ).first()
-        return merge(row) if row is not None else None
+        return reader_of(row) if row is not None else None
 
     def get(self, email: str) -> Reader | None:
         with self.reads.connect() as conn:
-            row = conn.execute(
-                select(*(readers.c[c] for c in _OWN_COLUMNS)).where(readers.c.key == email.lower())
-            ).first()
-        return merge(row) if row is not None else None
+            row = conn.execute(select(*reader_columns(readers)).where(readers.c.key == email.lower())).first()
+        return reader_of(row) if row is not None else None
 
     # -- a reader's own choices -----------------------------------------------------
 
@@ -300,14 +319,13 @@ class ReaderStore:
         at = at or now()
         key = email.lower()
         with WRITES, self.engine.begin() as conn:
-            query = select(*(readers.c[c] for c in _OWN_COLUMNS)).where(readers.c.key == key)
+            query = select(readers.c.own_at).where(readers.c.key == key)
             if conn.dialect.name == "postgresql":
                 query = query.with_for_update()
             row = conn.execute(query).first()
             if row is None and known_only:
                 return None
-            current = dict(row._mapping) if row is not None else None
-            last = aware(current["own_at"]) if current is not None else None
+            last = aware(row.own_at) if row is not None else None
             if late_is_stale and last is not None and last > at:
                 return None
             values: dict[str, Any] = {"own_at": at, "updated_at": now()}
@@ -317,11 +335,9 @@ class ReaderStore:
                 values["own_topics"] = topics_text(topics)
             if status is not None:
                 values["own_status"] = status
-            if current is None:
+            if row is None:
                 values.update(key=key, email=email, token_hash=token_hash(self._token(email)))
                 conn.execute(readers.insert().values(**values))
-                current = {c: None for c in _OWN_COLUMNS} | {"key": key, "email": email}
             else:
                 conn.execute(update(readers).where(readers.c.key == key).values(**values))
-            current.update({k: v for k, v in values.items() if k in _OWN_COLUMNS})
-            return merge(current)
+            return reader_of(conn.execute(select(*reader_columns(readers)).where(readers.c.key == key)).one())

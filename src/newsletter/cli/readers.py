@@ -119,9 +119,9 @@ def print_audience(ws: Workspace, audience: Audience, problems: list[Problem]) -
         f"{plural(audience.recipients, 'reader')} in {plural(len(audience.groups), 'variant')}",
     )
     for selection, readers in audience.groups.items():
-        table.add_row(audience.key(selection), ", ".join(selection), str(len(readers)))
+        table.add_row(audience.key(selection), ", ".join(selection), str(readers))
     console.print(table)
-    for reason, count in audience.skipped_by_reason().items():
+    for reason, count in audience.skipped.items():
         typer.echo(f"skipped: {count} ({reason})")
     if problems:
         typer.echo(f"rows with problems ({len(problems)}), left out:" if errors_in(problems) else "warnings:")
@@ -135,5 +135,5 @@ def audience(ctx: typer.Context, issue: Annotated[str, typer.Argument(help="Issu
     ws = workspace(ctx)
     loaded = ws.load(issue)
     with Ledger(ws.settings.ledger_url) as ledger:
-        audience_, problems = plan(ws, loaded, engine=ledger.engine, suppressed=ledger.suppressed())
+        audience_, problems = plan(ws, loaded, engine=ledger.engine)
     print_audience(ws, audience_, problems)

@@ -31,9 +31,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from newsletter.audience.subscribers import Subscriber
+from newsletter.audience.personalise import Addressee
+from newsletter.content.model import Selection
 from newsletter.delivery.backends.base import Backend, Envelope, Outcome, Recipient
-from newsletter.delivery.ledger import FAILED, IN_DOUBT, SENT, Ledger
+from newsletter.delivery.ledger import FAILED, HEARTBEAT, IN_DOUBT, SENT, Ledger
 from newsletter.errors import BatchFailed, BatchInDoubt
 from newsletter.render.variant import Variant
 
@@ -48,7 +49,7 @@ class Ready:
     batch_id: str
     envelope: Envelope
     payload: Any
-    readers: list[Subscriber]  # claimed, and not refused by the backend
+    readers: list[Addressee]  # claimed, and not refused by the backend
     size: int  # readers of the chunk it came from, for the progress bar
 
 
@@ -112,7 +113,7 @@ class Batches:
     resend_in_doubt: bool
     progress: Callable[[int], None]
 
-    def claim_and_build(self, chunk: Sequence[Subscriber], variant: Variant) -> Ready | None:
+    def claim_and_build(self, chunk: Sequence[Addressee], variant: Variant) -> Ready | None:
         """The part of ``chunk`` this run could claim, built; None if nothing is left to hand over."""
         issue_id, backend, ledger, report = self.sender.issue.id, self.sender.backend, self.ledger, self.report
         batch_id = uuid.uuid4().hex
@@ -168,6 +169,85 @@ class Batches:
                 report.failed.update({by_key[k]: why for k, why in answer.failed.items()})
             ledger.record_batch(issue_id, batch_id, SENT, message_id=answer.message_id, with_next_claim=True)
             report.sent += len(mine) - len(answer.failed)
+
+
+class Dealer:
+    """Readers dealt, as they stream in, into one open batch per selection; a full batch is handed over.
+
+    At most one batch per variant waits in memory, whatever the audience.
+    A dry run (``batches`` None) builds and checks each batch, and hands
+    nothing over.
+    """
+
+    def __init__(
+        self, sender: Sender, report: SendReport, batches: Batches | None, progress: Callable[[int], None]
+    ) -> None:
+        self.sender, self.report, self.batches, self.progress = sender, report, batches, progress
+        self.size = sender.backend.batch_size
+        self._open: dict[Selection, tuple[list[Addressee], list[str]]] = {}
+        self._inflight = None
+        if batches is not None:
+            ledger = batches.ledger
+            self._inflight = InFlight(
+                sender.backend.post,
+                batches.settle,
+                lambda: ledger.heartbeat(batches.run_id),
+                HEARTBEAT.total_seconds(),
+            )
+
+    def add(self, selection: Selection, reader: Addressee, new: bool) -> None:
+        """One more reader for ``selection``; ``new``: the ledger has no row for them yet."""
+        batch = self._open.get(selection)
+        if batch is None:
+            batch = self._open[selection] = ([], [])
+        batch[0].append(reader)
+        if new:
+            batch[1].append(reader.key)
+        if len(batch[0]) >= self.size:
+            self._hand(selection)
+
+    def finish(self, order: Sequence[Selection]) -> None:
+        """Hand over what is left, the selections in ``order`` first, and wait for the last answer."""
+        try:
+            for selection in [*(s for s in order if s in self._open), *self._open]:
+                if selection in self._open:
+                    self._hand(selection)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Wait for the batch in the air and record its answer (also when the send stopped)."""
+        if self._inflight is not None:
+            self._inflight.wait()
+
+    def _hand(self, selection: Selection) -> None:
+        readers, new = self._open.pop(selection)
+        variant = self.sender.variant(selection)
+        self.report.variants[variant.key] = self.report.variants.get(variant.key, 0) + len(readers)
+        if self.batches is None or self._inflight is None:
+            self._check(readers, variant)
+            return
+        ledger = self.batches.ledger
+        ledger.enqueue(self.sender.issue.id, new)  # a claim takes rows that exist (see the ledger)
+        ready = self.batches.claim_and_build(readers, variant)
+        if ready is None:
+            self.progress(len(readers))
+            return
+        try:
+            self._inflight.hand_over(ready)
+        except BaseException:
+            ledger.release(ready.batch_id)  # it never left
+            raise
+
+    def _check(self, readers: list[Addressee], variant: Variant) -> None:
+        """A dry run's batch: built and validated, handed to nobody, written nowhere."""
+        backend, report = self.sender.backend, self.report
+        recipients, refused = deliverable(backend, [self.sender.recipient(r) for r in readers])
+        report.failed.update({r.email: why for r in readers if (why := refused.get(r.key))})
+        if recipients:
+            backend.build(self.sender.envelope(variant, uuid.uuid4().hex), recipients)
+        report.sent += len(recipients)
+        self.progress(len(readers))
 
 
 def deliverable(backend: Backend, recipients: list[Recipient]) -> tuple[list[Recipient], dict[str, str]]:

@@ -7,9 +7,9 @@ Every reader of an issue has at most one row. Its status moves
                                   process died ▼
                                          in_doubt ──(--resend-in-doubt)──▶ sending
 
-A run first records its readers (``enqueue``: ``queued``, and ``skipped``
-with the reason), then claims them batch by batch, each just before the
-batch is handed to the provider. A claim is a conditional update in one
+A run records its readers as it streams them (``enqueue``: ``queued``, and
+``skipped`` with the reason) and claims them batch by batch, each just
+before the batch is handed to the provider. A claim is a conditional update in one
 transaction, so two processes sending the same issue can never both own a
 reader. On PostgreSQL it skips rows another claim holds at that moment
 (``FOR UPDATE SKIP LOCKED``) instead of waiting for it: senders on several

@@ -13,19 +13,20 @@ Three kinds, each with what makes it cheap on each database:
 - the answer to a batch: held and written in the transaction of the next
   claim (``hold_outcome``), one commit a batch instead of two.
 
-On SQLite, where one process writes at a time and nothing is gained by
-writing first, the readers' rows are held and written with the claims: a
+The send streams its readers (``delivery.readers``) and records them as it
+goes: each batch's new readers just before its claim, the skipped ones a
+chunk at a time. On SQLite, where one process writes at a time and nothing
+is gained by writing first, they are held and written with the claims: a
 batch's new readers straight as ``sending`` by its own claim (``queued``
 rows would be written only to be changed in the same transaction),
-``skipped`` rows a slice with each claim; the rest when the run ends or
-anything reads (``flush``). The first batch leaves without waiting for
-every reader's row to be written.
+``skipped`` rows a slice with each claim (or on their own once too many
+wait); the rest when the run ends or anything reads (``flush``).
 
-On PostgreSQL the ``queued`` rows are written before any claim (a claim must
-find them there: one that inserted a row would wait for another sender
-inserting the same one), the ``skipped`` ones in a thread of their own while
-the batches go; both in chunks sorted by address, so that two runs writing
-the same readers take row locks in one order and cannot deadlock.
+On PostgreSQL a batch's ``queued`` rows are committed just before its claim
+(the claim must find them there: one that inserted a row would wait for
+another sender inserting the same one), the ``skipped`` ones in a thread of
+their own while the batches go; both sorted by address, so that two runs
+writing the same readers take row locks in one order and cannot deadlock.
 """
 
 from __future__ import annotations
@@ -45,8 +46,10 @@ SENT, SKIPPED, FAILED, SENDING, IN_DOUBT, QUEUED = "sent", "skipped", "failed", 
 # Readers recorded per transaction on PostgreSQL: a second run recording the
 # same readers at once waits for one chunk, not all.
 RECORD_CHUNK = 5000
-# Skipped readers written with each claim on SQLite (~1 ms of the claim).
+# Skipped readers written with each claim on SQLite (~1 ms of the claim)...
 SKIPPED_A_CLAIM = 1000
+# ... and at once, in a transaction of their own, when more than this many wait (memory stays flat).
+SKIPPED_HELD = 20_000
 
 
 class Rows:
@@ -81,6 +84,9 @@ class Rows:
         rows = sorted((issue_id, reason, email) for email, reason in skipped)  # in the unique index's order
         if not self.postgres:
             self._skipped += rows
+            if len(self._skipped) > SKIPPED_HELD:
+                with self._holding(list, None):
+                    pass
             return
         self.wait_for_skipped()
         failed: list[BaseException] = []

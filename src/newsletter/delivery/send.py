@@ -8,24 +8,25 @@ resent when asked, and two runs at once split the readers between them.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter
 from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
-from newsletter.audience.personalise import Audience, plan_audience
-from newsletter.audience.subscribers import Subscriber
+from newsletter.audience.personalise import Addressee, Audience, plan_audience
+from newsletter.audience.store import ReaderStore
+from newsletter.audience.subscribers import read_subscribers
 from newsletter.content.checks import Checked
 from newsletter.content.model import Issue, Selection
 from newsletter.content.workspace import Workspace
 from newsletter.delivery.backends import select_backend
 from newsletter.delivery.backends.base import Backend, Envelope, Recipient
-from newsletter.delivery.handover import Batches, InFlight, deliverable
-from newsletter.delivery.ledger import FAILED, HEARTBEAT, IN_DOUBT, QUEUED, SENDING, SENT, SKIPPED, Ledger
+from newsletter.delivery.handover import Batches, Dealer
+from newsletter.delivery.ledger import FAILED, IN_DOUBT, QUEUED, SENDING, SENT, SKIPPED, Ledger
 from newsletter.delivery.links import Links
-from newsletter.delivery.readers import reader_store
+from newsletter.delivery.readers import addressees, issue_readers, reader_store
 from newsletter.errors import (
     BatchFailed,
     ConfigError,
@@ -38,7 +39,6 @@ from newsletter.render.renderer import Renderer
 from newsletter.render.variant import Variant
 from newsletter.settings import unset_for_sending, weak_secret, with_sample_defaults
 from newsletter.support import collector
-from newsletter.support.batches import chunks
 
 TEST_PREFIX = "[TEST] "
 _ADDRESS = attrgetter("email")
@@ -89,7 +89,7 @@ class Sender:
             self._variants[selection] = self.renderer.render(self.issue, list(selection))
         return self._variants[selection]
 
-    def recipient(self, reader: Subscriber) -> Recipient:
+    def recipient(self, reader: Addressee) -> Recipient:
         if not self.backend.personal_links:  # ~3 µs a reader saved: an HMAC and three links
             return Recipient(reader.email, reader.name, "", "", "")
         token = self.links.token(reader.email)
@@ -138,29 +138,24 @@ def prepare(ws: Workspace, checked: Checked, *, test: bool = False) -> tuple[Sen
     return sender, warnings
 
 
-def plan(
-    ws: Workspace,
-    issue: Issue,
-    *,
-    engine: Engine,
-    strict: bool = False,
-    suppressed: Mapping[str, str] | None = None,
-) -> tuple[Audience, list[Problem]]:
-    """Who gets which variant of ``issue``; problems with the subscriber files.
+def plan(ws: Workspace, issue: Issue, *, engine: Engine, strict: bool = False) -> tuple[Audience, list[Problem]]:
+    """How many readers get which variant of ``issue``, who is skipped why; problems with the subscriber files.
 
     The readers are the files synced into ``engine``'s database, each
-    reader's own choices winning (``audience.store``). ``suppressed`` is the
-    provider's do-not-send list (see ``sync_suppressions``).
+    reader's own choices winning (``audience.store``), counted there; the
+    provider's do-not-send list is the copy ``sync_suppressions`` made.
     """
     store = reader_store(ws.settings, engine)
     try:
-        found = store.load(ws.settings.subscribers_dir, ws.taxonomy)
+        found = read_subscribers(ws.settings.subscribers_dir, ws.taxonomy)
+        store.refresh(ws.settings.subscribers_dir, ws.taxonomy, found)
+        problems = found.problems
+        tally = store.tally()
     finally:
         store.close()
-    if strict and errors_in(found.problems):
-        raise ContentError("subscriber files have errors (--strict): nothing was sent", found.problems)
-    audience = plan_audience(issue, found.subscribers, send_unmatched=ws.settings.send_unmatched, suppressed=suppressed)
-    return audience, found.problems
+    if strict and errors_in(problems):
+        raise ContentError("subscriber files have errors (--strict): nothing was sent", problems)
+    return plan_audience(issue, tally, send_unmatched=ws.settings.send_unmatched), problems
 
 
 def sync_suppressions(backend: Backend, ledger: Ledger) -> int | None:
@@ -207,7 +202,7 @@ def send(
             synced = sync_suppressions(sender.backend, ledger)
         except SuppressionsUnavailable as err:
             warnings.append(f"suppressions not synced (the last synced copy is used): {err}")
-    audience, problems = plan(ws, sender.issue, engine=ledger.engine, strict=strict, suppressed=ledger.suppressed())
+    audience, problems = plan(ws, sender.issue, engine=ledger.engine, strict=strict)
     planned = Plan(sender, audience, problems, warnings, synced)
     if not go_ahead(planned):
         return planned, None
@@ -226,113 +221,81 @@ def send_issue(
     resend_in_doubt: bool = False,
     progress: Callable[[int], None] = lambda n: None,
 ) -> SendReport:
-    """Send ``audience`` the issue through the backend, recording every outcome.
+    """Send the issue to the readers in ``ledger``'s database, routed by ``audience``, recording every outcome.
 
-    Batch by batch: claim, build, hand over, record; the next batch is
-    claimed and built while a request is in the air (``handover``).
+    The readers stream from the database a chunk at a time (``issue_readers``)
+    and are dealt into one batch per variant; each full batch is claimed,
+    built and handed over, the next made ready while a request is in the air
+    (``handover``). Memory holds a chunk and a batch per variant, whatever
+    the audience.
     """
     issue = sender.issue
-    report = SendReport(issue.id, skipped=audience.skipped_by_reason(), dry_run=dry_run)
+    report = SendReport(issue.id, dry_run=dry_run)
     run_id = None if dry_run else ledger.start_run(issue.id)
+    store = ReaderStore(ledger.engine, sender.links.token)
     try:
         if run_id is not None:
-            _settle_in_doubt(sender, ledger, audience)
-        statuses = ledger.statuses(issue.id)
-        open_ = {None, QUEUED, SKIPPED, FAILED} | ({IN_DOUBT} if resend_in_doubt else set())
-        work: list[tuple[Selection, list[Subscriber]]] = []
-        new: list[str] = []  # readers with no row yet
-        for selection, group in audience.groups.items():
-            pending = []
-            # In address order, the unique index's: the new readers' rows are
-            # then written in index order, and lie in batch order (Ledger.enqueue).
-            for reader in sorted(group, key=_ADDRESS):
-                key = reader.key
-                status = statuses.get(key)
-                if status in open_:
-                    pending.append(reader)
-                    if status is None:
-                        new.append(key)
-                elif status == SENT:
-                    report.already_sent += 1
-                elif status == SENDING:
-                    report.elsewhere += 1
-                else:
-                    report.in_doubt[reader.email] = "in doubt from an earlier run; resend with --resend-in-doubt"
-            progress(len(group) - len(pending))
-            if pending:
-                work.append((selection, pending))
-        if run_id is None:
-            _dry_run(sender, work, report, progress)
-            return report
-        ledger.enqueue(issue.id, new)  # a claim takes rows that exist (see the ledger)
-        ledger.record_skipped(issue.id, ((r.key, reason) for r, reason in audience.skipped))
-        batches = Batches(sender, ledger, report, run_id, resend_in_doubt, progress)
-        _pipeline(sender, batches, work, report, progress)
+            _settle_in_doubt(sender, ledger, store)
+        batches = None if run_id is None else Batches(sender, ledger, report, run_id, resend_in_doubt, progress)
+        dealer = Dealer(sender, report, batches, progress)
+        try:
+            _deal(audience, store, dealer, ledger if run_id is not None else None, resend_in_doubt, progress)
+            dealer.finish(list(audience.groups))
+        finally:
+            dealer.close()
     finally:
+        store.close()
         if run_id is not None:
             ledger.finish_run(run_id)
     return report
 
 
-def _pipeline(
-    sender: Sender,
-    batches: Batches,
-    work: list[tuple[Selection, list[Subscriber]]],
-    report: SendReport,
+def _deal(
+    audience: Audience,
+    store: ReaderStore,
+    dealer: Dealer,
+    ledger: Ledger | None,
+    resend_in_doubt: bool,
     progress: Callable[[int], None],
 ) -> None:
-    """Claim and build each batch while the one before is handed over (``handover``)."""
-    ledger = batches.ledger
-    inflight = InFlight(
-        sender.backend.post, batches.settle, lambda: ledger.heartbeat(batches.run_id), HEARTBEAT.total_seconds()
-    )
-    try:
-        for selection, pending in work:
-            variant = sender.variant(selection)
-            report.variants[variant.key] = len(pending)
-            for chunk in chunks(pending, sender.backend.batch_size):
-                ready = batches.claim_and_build(chunk, variant)
-                if ready is None:
-                    progress(len(chunk))
-                    continue
-                try:
-                    inflight.hand_over(ready)
-                except BaseException:
-                    ledger.release(ready.batch_id)  # it never left
-                    raise
-    finally:
-        inflight.wait()
+    """Route each reader as they stream in: to a batch, to the skipped (recorded), or counted as done."""
+    issue_id, route, report = audience.issue.id, audience.routes.route, dealer.report
+    open_ = {None, QUEUED, SKIPPED, FAILED} | ({IN_DOUBT} if resend_in_doubt else set())
+    skipped_by = report.skipped
+    for rows in issue_readers(store, issue_id):
+        skipped: list[tuple[str, str]] = []
+        done = 0
+        for key, email, name, topics, status, suppressed, had, why in rows:
+            where = route(topics, status, suppressed)
+            if isinstance(where, str):
+                skipped_by[where] = skipped_by.get(where, 0) + 1
+                # Written only where it changes something (a rerun rewrites nothing).
+                if had is None or had == QUEUED or (had == SKIPPED and why != where):
+                    skipped.append((key, where))
+            elif had in open_:
+                dealer.add(where, Addressee(key, email, name), had is None)
+            else:
+                done += 1
+                if had == SENT:
+                    report.already_sent += 1
+                elif had == SENDING:
+                    report.elsewhere += 1
+                else:
+                    report.in_doubt[email] = "in doubt from an earlier run; resend with --resend-in-doubt"
+        if done:
+            progress(done)
+        if skipped and ledger is not None:
+            ledger.record_skipped(issue_id, skipped)
 
 
-def _dry_run(
-    sender: Sender,
-    work: list[tuple[Selection, list[Subscriber]]],
-    report: SendReport,
-    progress: Callable[[int], None],
-) -> None:
-    """Build and validate every payload, hand nothing over, write nothing."""
-    backend = sender.backend
-    for selection, pending in work:
-        variant = sender.variant(selection)
-        report.variants[variant.key] = len(pending)
-        for chunk in chunks(pending, backend.batch_size):
-            recipients, refused = deliverable(backend, [sender.recipient(r) for r in chunk])
-            report.failed.update({r.email: why for r in chunk if (why := refused.get(r.key))})
-            if recipients:
-                backend.build(sender.envelope(variant, uuid.uuid4().hex), recipients)
-            report.sent += len(recipients)
-            progress(len(chunk))
-
-
-def _settle_in_doubt(sender: Sender, ledger: Ledger, audience: Audience) -> None:
+def _settle_in_doubt(sender: Sender, ledger: Ledger, store: ReaderStore) -> None:
     """Turn dead runs' claims into in-doubt rows, and settle those the backend can tell about."""
     issue_id = sender.issue.id
     ledger.settle_orphans(issue_id)
     doubtful = [r.email for r in ledger.rows(issue_id, [IN_DOUBT])]
     if not doubtful:
         return
-    readers = {r.key: r for group in audience.groups.values() for r in group}
-    recipients = [sender.recipient(readers[e]) for e in doubtful if e in readers]
+    recipients = [sender.recipient(reader) for reader in addressees(store, doubtful).values()]
     arrived = sender.backend.delivered(issue_id, recipients) if recipients else None
     if arrived is None:
         return
