@@ -28,7 +28,7 @@ import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.engine import Connection, Engine
@@ -37,7 +37,7 @@ from newsletter.audience.choices import aware, topics_text
 from newsletter.audience.subscribers import Subscriber, SubscriberList, read_subscribers
 from newsletter.content.taxonomy import Taxonomy
 from newsletter.db.schema import reader_files, reader_problems, readers
-from newsletter.errors import Problem, Severity
+from newsletter.errors import Problem
 from newsletter.support import collector
 
 FILES = "files"  # reader_files row of the subscriber files' signature
@@ -117,8 +117,10 @@ class FileSync:
         with self.reads.connect() as conn:
             columns = (reader_problems.c[c] for c in ("path", "line", "severity", "message"))
             rows = conn.execute(select(*columns).order_by(reader_problems.c.id))
+            # Per file, not per problem: thousands of bad rows share a few paths.
+            paths: dict[str, Path] = {}
             return [
-                Problem(folder.parent / path, line, cast(Severity, severity), message)
+                Problem(paths.get(path) or paths.setdefault(path, folder.parent / path), line, severity, message)
                 for path, line, severity, message in rows
             ]
 
