@@ -5,7 +5,8 @@
                store (readers table) ◀── readers' own choices (sign-up, topics, unsubscribe; choices: the merge rule)
 
 Every command reads readers through ``store``: the files synced into the
-database, readers' own choices merged. Rendering is per variant, never per
+database (``sync``, which parses them only when they change and keeps their
+problems), readers' own choices merged. Rendering is per variant, never per
 reader: readers with the same selection share one. May import:
 ``newsletter.content``, ``newsletter.db``, ``newsletter.settings``,
 ``newsletter.errors``, ``newsletter.support``.

@@ -17,6 +17,8 @@ The tables, and who writes them:
   synced, and the reader's own choice (sign-up, topics, unsubscribe) with its
   time (``newsletter.audience.readers`` merges them).
 - ``reader_files``: the subscriber files as last synced, so an unchanged file costs no work.
+- ``reader_problems``: the subscriber files' problems as that sync found them, in the order
+  found, so unchanged files are not parsed again to report them (``newsletter.audience.sync``).
 - ``signups``: sign-ups waiting for their confirmation link to be opened (48 hours at most).
 - ``reader_mail``: when each address was last sent a confirmation or link email (rate limit).
 - ``webhook_events``: the provider events already applied, so a replay changes nothing.
@@ -123,6 +125,16 @@ reader_files = Table(
     Column("name", String(255), primary_key=True),  # "files": the subscriber files; "token": the link key
     Column("signature", Text, nullable=False),
     Column("synced_at", DateTime(timezone=True), nullable=False),
+)
+
+reader_problems = Table(
+    "reader_problems",
+    metadata,
+    Column("id", Integer, primary_key=True),  # the problem's place in the order the files were read
+    Column("path", Text, nullable=False),  # relative to the subscriber folder's parent, as readers.file_path
+    Column("line", Integer, nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("message", Text, nullable=False),
 )
 
 signups = Table(

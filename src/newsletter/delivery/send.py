@@ -17,7 +17,6 @@ from sqlalchemy.engine import Engine
 
 from newsletter.audience.personalise import Addressee, Audience, plan_audience
 from newsletter.audience.store import ReaderStore
-from newsletter.audience.subscribers import read_subscribers
 from newsletter.content.checks import Checked
 from newsletter.content.model import Issue, Selection
 from newsletter.content.workspace import Workspace
@@ -147,9 +146,7 @@ def plan(ws: Workspace, issue: Issue, *, engine: Engine, strict: bool = False) -
     """
     store = reader_store(ws.settings, engine)
     try:
-        found = read_subscribers(ws.settings.subscribers_dir, ws.taxonomy)
-        store.refresh(ws.settings.subscribers_dir, ws.taxonomy, found)
-        problems = found.problems
+        problems = store.sync(ws.settings.subscribers_dir, ws.taxonomy)  # parses the files only if they changed
         tally = store.tally()
     finally:
         store.close()
