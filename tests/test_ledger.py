@@ -215,6 +215,7 @@ def test_a_claim_takes_what_no_one_holds_without_waiting_for_claims_in_progress(
     run = ledger.start_run("2030-01")
     emails = ["a@x.org", "b@x.org", "c@x.org"]
     ledger.enqueue("2030-01", emails)
+    ledger.flush()  # queued rows, as a run stopped before claiming them leaves them
     other = ledger.engine.connect()
     held = other.begin()  # another sender's claim of a and b, not yet committed
     other.execute(
@@ -236,6 +237,38 @@ def test_a_claim_takes_what_no_one_holds_without_waiting_for_claims_in_progress(
     with ledger.engine.connect() as conn:
         owners = dict(conn.execute(select(deliveries.c.email, deliveries.c.batch_id)).all())
     assert owners == {"a@x.org": "again", "b@x.org": "again", "c@x.org": "mine"}
+
+
+def test_a_claim_of_readers_another_claim_is_inserting_waits_for_it_then_leaves_them(postgres_url: str) -> None:
+    # Both senders found a@ with no row: the unique index lets one insert it. The
+    # other waits for that claim's commit (milliseconds, never a request), then takes the rest.
+    ledger = Ledger(postgres_url)
+    run = ledger.start_run("2030-01")
+    other = ledger.engine.connect()
+    held = other.begin()
+    other.execute(
+        deliveries.insert().values(
+            issue_id="2030-01",
+            email="a@x.org",
+            status=SENDING,
+            batch_id="theirs",
+            run_id="theirs",
+            updated_at=datetime.now(UTC),
+        )
+    )
+    ledger.enqueue("2030-01", ["a@x.org", "b@x.org"])
+    got: list[list[str]] = []
+    mine = threading.Thread(target=lambda: got.append(claim(ledger, ["a@x.org", "b@x.org"], run, "mine")), daemon=True)
+    mine.start()
+    mine.join(timeout=0.5)
+    assert mine.is_alive() and got == []  # waiting for the other claim's commit
+    held.commit()
+    other.close()
+    mine.join(timeout=10)
+    assert got == [["b@x.org"]]
+    with ledger.engine.connect() as conn:
+        owners = dict(conn.execute(select(deliveries.c.email, deliveries.c.batch_id)).all())
+    assert owners == {"a@x.org": "theirs", "b@x.org": "mine"}
 
 
 def test_a_new_ledger_opens_while_another_process_writes_the_file(tmp_path: Path) -> None:

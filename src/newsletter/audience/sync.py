@@ -143,6 +143,11 @@ class FileSync:
             if stored.get(FILES) != signature:
                 self._write_files(conn, folder, found.subscribers, mtimes)
                 _write_problems(conn, folder, found.problems)
+                if conn.dialect.name == "postgresql":
+                    # Statistics now, not when autovacuum gets to it: a send that
+                    # follows streams the readers by key, a chunk at a time, and
+                    # a planner that takes the table for empty scans it whole for each.
+                    conn.exec_driver_sql("ANALYZE readers")
             for name, value in ((FILES, signature), (TOKEN_KEY, fingerprint)):
                 _upsert(conn, {"name": name, "signature": value, "synced_at": now()})
         return found

@@ -9,11 +9,13 @@ Every reader of an issue has at most one row. Its status moves
 
 A run records its readers as it streams them (``enqueue``: ``queued``, and
 ``skipped`` with the reason) and claims them batch by batch, each just
-before the batch is handed to the provider. A claim is a conditional update in one
-transaction, so two processes sending the same issue can never both own a
-reader. On PostgreSQL it skips rows another claim holds at that moment
-(``FOR UPDATE SKIP LOCKED``) instead of waiting for it: senders on several
-machines never wait on each other's claims, they just take other readers.
+before the batch is handed to the provider. A claim is one transaction: an
+insert of the readers with no row yet, which the unique index lets only one
+claim make, and a conditional update of the others, so two processes
+sending the same issue can never both own a reader. On PostgreSQL the
+update skips rows another claim holds at that moment (``FOR UPDATE SKIP
+LOCKED``) instead of waiting for it: senders on several machines never wait
+on each other's requests, they just take other readers.
 How each database is written fast: ``ledger_rows``.
 
 A row left in ``sending`` by a process that is no longer alive was handed
@@ -165,8 +167,8 @@ class Ledger:
     def enqueue(self, issue_id: str, emails: Iterable[str]) -> None:
         """Record readers about to be sent the issue (``queued``), unless they already have a row.
 
-        Give them in the order they will be claimed (the send loop does): on
-        SQLite each batch's rows are written with its claim (``ledger_rows``).
+        Held until their claim, which writes them as ``sending`` (``ledger_rows``);
+        the rest by the next transaction or ``flush``.
         """
         self._rows.queue(issue_id, emails)
 
@@ -182,8 +184,10 @@ class Ledger:
     ) -> list[str]:
         """Take the addresses that are queued, skipped or failed and that no one else holds; return those now ours.
 
-        Readers must have a row (``enqueue``): a claim never inserts one of
-        its own, so on PostgreSQL it never waits for another claim.
+        Readers with no row yet must be given to ``enqueue`` first: the claim
+        inserts them as ours. On PostgreSQL rows another claim holds are
+        skipped, never waited for; a reader another claim is inserting at
+        that moment is waited for until it commits, then left to it.
         """
         claimable = [QUEUED, SKIPPED, FAILED] + ([IN_DOUBT] if resend_in_doubt else [])
         values = {"batch_id": batch_id, "run_id": run_id, "variant": variant}

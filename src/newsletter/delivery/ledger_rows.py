@@ -6,27 +6,23 @@ Three kinds, each with what makes it cheap on each database:
   as one parameter, not one each (SQLAlchemy's parameter processing costs
   ~20 µs a row, the driver's executemany ~2): a JSON array on SQLite, an
   array on PostgreSQL;
-- claiming a batch: one transaction. On PostgreSQL it skips the rows
-  another transaction holds (``FOR UPDATE SKIP LOCKED``), so a claim never
-  waits for another sender's; it looks each address up by the unique index
-  whatever the table's statistics say;
+- claiming a batch: one transaction. On PostgreSQL it skips the existing
+  rows another transaction holds (``FOR UPDATE SKIP LOCKED``), so a claim
+  never waits for another sender's request; it looks each address up by
+  the unique index whatever the table's statistics say;
 - the answer to a batch: held and written in the transaction of the next
   claim (``hold_outcome``), one commit a batch instead of two.
 
 The send streams its readers (``delivery.readers``) and records them as it
-goes: each batch's new readers just before its claim, the skipped ones a
-chunk at a time. On SQLite, where one process writes at a time and nothing
-is gained by writing first, they are held and written with the claims: a
-batch's new readers straight as ``sending`` by its own claim (``queued``
-rows would be written only to be changed in the same transaction),
-``skipped`` rows a slice with each claim (or on their own once too many
-wait); the rest when the run ends or anything reads (``flush``).
-
-On PostgreSQL a batch's ``queued`` rows are committed just before its claim
-(the claim must find them there: one that inserted a row would wait for
-another sender inserting the same one), the ``skipped`` ones in a thread of
-their own while the batches go; both sorted by address, so that two runs
-writing the same readers take row locks in one order and cannot deadlock.
+goes. A batch's new readers are held (``queue``) and written straight as
+``sending`` by its own claim: one write a row, where a ``queued`` row would
+be written only to be changed a moment later (on PostgreSQL that halved a
+batch's time in the database). Readers held but not claimed are written
+``queued`` by the next transaction (``flush``). The ``skipped`` are written
+a chunk at a time: on SQLite a slice with each claim (or on their own once
+too many wait), on PostgreSQL in a thread of their own while the batches go.
+Rows are written sorted by address, so that two runs writing the same
+readers take row locks in one order and cannot deadlock.
 """
 
 from __future__ import annotations
@@ -67,12 +63,8 @@ class Rows:
     # -- what is written ------------------------------------------------------
 
     def queue(self, issue_id: str, emails: Iterable[str]) -> None:
-        if self.postgres:
-            for chunk in chunks(list(emails), RECORD_CHUNK):
-                with self._bulk() as conn:
-                    self._insert_queued(conn, issue_id, sorted(chunk))
-        else:
-            self._queued.update(((issue_id, e), None) for e in emails)
+        """Hold readers to be written ``queued``: by their claim, as ours; the rest by the next transaction."""
+        self._queued.update(((issue_id, e), None) for e in emails)
 
     def skip(self, issue_id: str, skipped: Iterable[tuple[str, str]]) -> None:
         """Readers not sent the issue, with why (address, reason).
@@ -138,7 +130,7 @@ class Rows:
         self.wait_for_skipped()
         with self._holding(lambda: list(self._queued), None) as (conn, queued):
             for issue_id, emails in _by_issue(queued).items():
-                self._insert_queued(conn, issue_id, emails)
+                self._insert_queued(conn, issue_id, sorted(emails))  # in one order: see claim
             yield conn
 
     @contextmanager
@@ -178,32 +170,20 @@ class Rows:
         run's heartbeat), the claim.
         """
         batch_id, run_id, variant = values["batch_id"], values["run_id"], values["variant"]
-        if self.postgres:
-            with self._holding(list, 0) as (conn, _):
-                also(conn)
-                # Spelt out as one index look-up an address (LATERAL), then by
-                # primary key: with a join or IN, the planner scans the whole
-                # issue's rows when the table's statistics are not yet there.
-                found = conn.exec_driver_sql(
-                    "UPDATE deliveries SET status = %s, variant = %s, batch_id = %s, run_id = %s, reason = NULL, "
-                    "updated_at = CURRENT_TIMESTAMP WHERE id = ANY(ARRAY("
-                    "SELECT x.id FROM unnest(%s::text[]) AS r(email) CROSS JOIN LATERAL ("
-                    "SELECT d.id FROM deliveries AS d WHERE d.issue_id = %s AND d.email = r.email "
-                    "AND d.status = ANY(%s::text[]) FOR UPDATE SKIP LOCKED) AS x)) RETURNING email",
-                    (SENDING, variant, batch_id, run_id, list(emails), issue_id, claimable),
-                )
-                return set(found.scalars())
 
-        # SQLite: the batch's new readers are written straight as ours (one
-        # writer at a time: nobody else can be writing them), the others'
-        # rows taken if claimable; and what is ours comes back as one JSON
-        # array, not a row each: each row is a step that lets go of Python's
-        # lock and waits to take it back from the thread handing a batch over.
+        # The batch's new readers are written straight as ours: one write a
+        # row, not a queued row and then its claim. Sorted, so two senders
+        # inserting the same readers take them in one order and cannot
+        # deadlock; on PostgreSQL a sender inserting a reader that another's
+        # claim inserted a moment before waits for that claim to commit (a few
+        # milliseconds, never a request), then leaves it to them.
         def ours_to_write() -> list[tuple[str, str]]:
-            return [(issue_id, e) for e in emails if (issue_id, e) in self._queued]
+            return sorted((issue_id, e) for e in emails if (issue_id, e) in self._queued)
 
-        with self._holding(ours_to_write, SKIPPED_A_CLAIM) as (conn, new):
+        with self._holding(ours_to_write, 0 if self.postgres else SKIPPED_A_CLAIM) as (conn, new):
             also(conn)
+            if self.postgres:
+                return self._claim_postgres(conn, issue_id, emails, claimable, [e for _, e in new], values)
             inserted = 0
             if new:
                 inserted = conn.exec_driver_sql(
@@ -220,10 +200,52 @@ class Rows:
                     "AND email IN (SELECT value FROM json_each(?))",
                     (SENDING, variant, batch_id, run_id, issue_id, *claimable, json.dumps(emails)),
                 )
+            # What is ours comes back as one JSON array, not a row each: each
+            # row is a step that lets go of Python's lock and waits to take it
+            # back from the thread handing a batch over.
             found = conn.exec_driver_sql(
                 "SELECT json_group_array(email) FROM deliveries WHERE batch_id = ?", (batch_id,)
             ).scalar_one()
             return set(json.loads(found))
+
+    @staticmethod
+    def _claim_postgres(
+        conn: Connection,
+        issue_id: str,
+        emails: Sequence[str],
+        claimable: list[str],
+        new: list[str],
+        values: dict[str, str],
+    ) -> set[str]:
+        batch_id, run_id, variant = values["batch_id"], values["run_id"], values["variant"]
+        ours: set[str] = set()
+        if new:
+            ours.update(
+                conn.exec_driver_sql(
+                    "INSERT INTO deliveries (issue_id, email, status, variant, batch_id, run_id, updated_at) "
+                    "SELECT %s, e, %s, %s, %s, %s, CURRENT_TIMESTAMP FROM unnest(%s::text[]) AS e "
+                    "ON CONFLICT (issue_id, email) DO NOTHING RETURNING email",
+                    (issue_id, SENDING, variant, batch_id, run_id, new),
+                ).scalars()
+            )
+        rest = [e for e in emails if e not in ours]
+        if rest:
+            # Rows that exist (skipped, failed... or another sender's): taken
+            # only if claimable, skipping those another transaction holds
+            # (never waiting). Spelt out as one index look-up an address
+            # (LATERAL), then by primary key: with a join or IN, the planner
+            # scans the whole issue's rows when the table has no statistics yet.
+            ours.update(
+                conn.exec_driver_sql(
+                    "UPDATE deliveries SET status = %s, variant = %s, batch_id = %s, run_id = %s, reason = NULL, "
+                    "updated_at = CURRENT_TIMESTAMP WHERE id = ANY(ARRAY("
+                    "SELECT x.id FROM unnest(%s::text[]) AS r(email) CROSS JOIN LATERAL ("
+                    "SELECT d.id FROM deliveries AS d WHERE d.issue_id = %s AND d.email = r.email "
+                    "AND d.status = ANY(%s::text[]) FOR UPDATE SKIP LOCKED) AS x)) RETURNING email",
+                    (SENDING, variant, batch_id, run_id, rest, issue_id, claimable),
+                ).scalars()
+            )
+        return ours
 
     # -- the statements -------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, cast
 
-from sqlalchemy import and_, bindparam, select
+from sqlalchemy import and_, bindparam, select, true
 from sqlalchemy.engine import Engine
 
 from newsletter.audience.choices import merged
@@ -41,12 +41,23 @@ def reader_store(settings: Settings, engine: Engine) -> ReaderStore:
     return ReaderStore(engine, reader_links(settings).token)
 
 
-def _stream_query() -> Any:
+def _stream_query(dialect: str) -> Any:
     rule = merged(readers)
-    ledger = deliveries.alias("d")
-    joined = readers.outerjoin(suppressions, suppressions.c.email == readers.c.key).outerjoin(
-        ledger, and_(ledger.c.issue_id == bindparam("issue_id"), ledger.c.email == readers.c.key)
-    )
+    if dialect == "postgresql":
+        # One index look-up a reader (LATERAL), whatever the planner's statistics
+        # of a ledger that grows through the send: a join was planned as a scan
+        # of the issue's every row for each chunk, 40-80 ms a chunk at 100k readers.
+        ledger: Any = (
+            select(deliveries.c.status, deliveries.c.reason)
+            .where(deliveries.c.issue_id == bindparam("issue_id"), deliveries.c.email == readers.c.key)
+            .limit(1)  # at most one row anyway; it keeps the planner from turning the look-up into a join
+            .lateral("d")
+        )
+        on: Any = true()
+    else:
+        ledger = deliveries.alias("d")
+        on = and_(ledger.c.issue_id == bindparam("issue_id"), ledger.c.email == readers.c.key)
+    joined = readers.outerjoin(suppressions, suppressions.c.email == readers.c.key).outerjoin(ledger, on)
     return (
         select(
             readers.c.key,
@@ -65,7 +76,7 @@ def _stream_query() -> Any:
     )
 
 
-_STREAM = _stream_query()
+_STREAM = {dialect: _stream_query(dialect) for dialect in ("postgresql", "sqlite")}
 
 
 # key, email, name, topics, status, suppressed (why), the ledger's status and reason (None: no row)
@@ -83,7 +94,8 @@ def issue_readers(store: ReaderStore, issue_id: str, chunk: int = CHUNK) -> Iter
     after = ""
     while True:
         with store.reads.connect() as conn:
-            found = conn.execute(_STREAM, {"issue_id": issue_id, "after": after, "chunk": chunk})
+            query = _STREAM["postgresql" if conn.dialect.name == "postgresql" else "sqlite"]
+            found = conn.execute(query, {"issue_id": issue_id, "after": after, "chunk": chunk})
             rows = cast(Sequence[Streamed], found.all())
         if not rows:
             return
