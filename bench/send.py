@@ -3,6 +3,8 @@
     .venv/bin/python bench/send.py                  # 100,000 readers: no-op and SendGrid; 10,000 through the outbox
     .venv/bin/python bench/send.py --readers 20000 --outbox-readers 0 --no-sendgrid
     .venv/bin/python bench/send.py --database-url 'postgresql://me@/postgres?host=/var/run/postgresql'
+    .venv/bin/python bench/send.py --readers 100000,1000000 --outbox-readers 0 --no-noop  # the scaling targets
+    .venv/bin/python bench/send.py --outbox-readers 0 --latency 100 --connections 2  # 100 ms requests, two at once
 
 SendGrid mode talks to the fake SendGrid of the tests (tests/fake_sendgrid.py),
 started in its own process on 127.0.0.1, and also measures (a) the floor:
@@ -34,6 +36,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 # Three summaries, like a full month of the blog: July 2021's two and
@@ -175,7 +178,9 @@ def run_one(root: Path, backend_name: str) -> dict[str, object]:
     timed(renderer, "render", "render")
     timed(backend, "build", "send (build messages)")
     timed(backend, "post", "send (hand over)")
-    sender = Sender(issue, backend, renderer, Links(settings), settings.from_address)
+    sender = Sender(
+        issue, backend, renderer, Links(settings), settings.from_address, connections=settings.send_connections
+    )
     t = time.perf_counter()
     report = send_issue(sender, audience, ledger)
     send_total = time.perf_counter() - t
@@ -274,7 +279,9 @@ def start_fake(latency: float = 0.0) -> tuple[subprocess.Popen[str], int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--readers", type=int, default=100_000)
+    parser.add_argument(
+        "--readers", default="100000", metavar="N[,N...]", help="readers (several: one run each, memory compared)"
+    )
     parser.add_argument("--outbox-readers", type=int, default=10_000)
     parser.add_argument("--no-sendgrid", action="store_true", help="skip the SendGrid mode")
     parser.add_argument("--no-noop", action="store_true", help="skip the no-op backend")
@@ -291,86 +298,125 @@ def main() -> None:
         help="a PostgreSQL server (URL of any database on it) for the ledger: a scratch database per backend; "
         "default: SQLite in the folder",
     )
+    parser.add_argument(
+        "--connections",
+        type=int,
+        default=1,
+        metavar="N",
+        help="requests in the air at once (NEWSLETTER_SEND_CONNECTIONS; default 1)",
+    )
     parser.add_argument("--child", nargs=2, metavar=("ROOT", "BACKEND"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         root, what = Path(args.child[0]), args.child[1]
         print(json.dumps(first_sync(root) if what == "sync" else run_one(root, what)))
         return
-    modes = [("null", 0 if args.no_noop else args.readers), ("outbox", args.outbox_readers)]
+    sizes = [int(n) for n in str(args.readers).replace("_", "").split(",")]
+    modes = [("null", 0 if args.no_noop else n) for n in sizes] + [("outbox", args.outbox_readers)]
     if not args.no_sendgrid:
-        modes.append(("sendgrid", args.readers))
+        modes += [("sendgrid", n) for n in sizes]
+    results = []
     for backend, readers in modes:
-        if not readers:
-            continue
-        env = dict(os.environ)
-        fake = None
-        if backend == "sendgrid":
-            fake, port = start_fake(args.latency / 1000)
-            env.update(
-                SENDGRID_API_KEY="SG.fake-key-for-tests.0123456789",
-                SENDGRID_API_HOST=f"http://127.0.0.1:{port}",
-                SENDGRID_ASM_GROUP_ID="1",
-                NEWSLETTER_FROM="Digest <digest@example.org>",
-                NEWSLETTER_POSTAL_ADDRESS="1 Research Way",
-                NEWSLETTER_SECRET="bench",
-            )
-        try:
-            with tempfile.TemporaryDirectory() as tmp, scratch_database(args.database_url) as database:
-                if database:
-                    env["NEWSLETTER_DATABASE_URL"] = database
-                    os.environ["NEWSLETTER_DATABASE_URL"] = database  # for make_database, in this process
-                root = Path(tmp) / "nl"
-                make_folder(root, readers)
-                synced = json.loads(
-                    subprocess.run(
-                        [sys.executable, __file__, "--child", str(root), "sync"],
-                        capture_output=True,
-                        text=True,
-                        check=True,
-                        env=env,
-                    ).stdout
-                )
-                out = subprocess.run(
-                    [sys.executable, __file__, "--child", str(root), backend],
+        if readers:
+            result, synced = measure(backend, readers, args)
+            report(backend, result, synced, args)
+            results.append(result)
+    targets([r for r in results if r["backend"] == "sendgrid"])
+
+
+def measure(backend: str, readers: int, args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One backend's send to ``readers`` readers, in processes of its own: (its figures, the first sync's)."""
+    env = dict(os.environ, NEWSLETTER_SEND_CONNECTIONS=str(args.connections))
+    fake = None
+    if backend == "sendgrid":
+        fake, port = start_fake(args.latency / 1000)
+        env.update(
+            SENDGRID_API_KEY="SG.fake-key-for-tests.0123456789",
+            SENDGRID_API_HOST=f"http://127.0.0.1:{port}",
+            SENDGRID_ASM_GROUP_ID="1",
+            NEWSLETTER_FROM="Digest <digest@example.org>",
+            NEWSLETTER_POSTAL_ADDRESS="1 Research Way",
+            NEWSLETTER_SECRET="bench",
+        )
+    try:
+        with tempfile.TemporaryDirectory() as tmp, scratch_database(args.database_url) as database:
+            if database:
+                env["NEWSLETTER_DATABASE_URL"] = database
+                os.environ["NEWSLETTER_DATABASE_URL"] = database  # for make_database, in this process
+            root = Path(tmp) / "nl"
+            make_folder(root, readers)
+            outputs = [
+                subprocess.run(
+                    [sys.executable, __file__, "--child", str(root), what],
                     capture_output=True,
                     text=True,
                     check=True,
                     env=env,
                 ).stdout
-        finally:
-            if fake is not None:
-                fake.terminate()
-                fake.wait()
-        result = json.loads(out)
+                for what in ("sync", backend)
+            ]
+    finally:
+        if fake is not None:
+            fake.terminate()
+            fake.wait()
+    synced, result = (json.loads(out) for out in outputs)
+    return result, synced
+
+
+def report(backend: str, result: dict[str, Any], synced: dict[str, Any], args: argparse.Namespace) -> None:
+    connections = f", {args.connections} connections" if args.connections > 1 else ""
+    print(
+        f"backend {backend}: {result['readers']:,} readers, {result['sent']:,} sent in "
+        f"{result['variants']} variants, {result['skipped']:,} skipped, {result['failed']} failed "
+        f"(ledger: {'PostgreSQL' if args.database_url else 'SQLite'}{connections})"
+    )
+    print(
+        f"  first sync of the files into the database (once after they change; a process of its own): "
+        f"{synced['seconds']:.2f} s, peak memory {synced['peak_rss_mb']:.0f} MB"
+    )
+    print(
+        f"  total {result['total_s']:.2f} s ({result['sent'] / result['total_s']:,.0f} readers/s), "
+        f"peak memory {result['peak_rss_mb']:.0f} MB"
+    )
+    for phase, seconds in result["phases"].items():
+        print(f"  {phase:<24} {seconds:7.3f} s")
+    if backend == "sendgrid":
+        naive_total = result["naive_per_reader_s"] * result["sent"]
+        print(f"  requests: {result['requests']} for {result['sent']:,} readers")
         print(
-            f"backend {backend}: {result['readers']:,} readers, {result['sent']:,} sent in "
-            f"{result['variants']} variants, {result['skipped']:,} skipped, {result['failed']} failed "
-            f"(ledger: {'PostgreSQL' if args.database_url else 'SQLite'})"
+            f"  floor (POST the same payloads only): {result['floor_s']:.2f} s -> ours is "
+            f"{result['send_loop_s'] / result['floor_s']:.2f}x the floor (send loop), "
+            f"{result['total_s'] / result['floor_s']:.2f}x (whole run)"
         )
         print(
-            f"  first sync of the files into the database (once after they change; a process of its own): "
-            f"{synced['seconds']:.2f} s, peak memory {synced['peak_rss_mb']:.0f} MB"
+            f"  naive (render + POST per reader, {result['naive_sample']:,}-reader sample): "
+            f"{result['naive_per_reader_s'] * 1000:.1f} ms/reader -> {naive_total:,.0f} s extrapolated, "
+            f"{naive_total / result['total_s']:,.0f}x slower than ours"
         )
+
+
+def targets(runs: list[dict[str, Any]]) -> None:
+    """The SendGrid runs against the scaling targets: a million readers under 300 MB and 60 s, memory flat."""
+    if not runs:
+        return
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "NOT met"
+
+    print("targets (SendGrid backend, against the local fake):")
+    for r in runs:
+        under = r["total_s"] < 60 and r["peak_rss_mb"] < 300
         print(
-            f"  total {result['total_s']:.2f} s ({result['sent'] / result['total_s']:,.0f} readers/s), "
-            f"peak memory {result['peak_rss_mb']:.0f} MB"
+            f"  {r['readers']:,} readers: {r['total_s']:.1f} s, peak {r['peak_rss_mb']:.0f} MB "
+            f"(under 60 s and 300 MB: {verdict(under)}); send loop {r['send_loop_s'] / r['floor_s']:.2f}x the floor"
         )
-        for phase, seconds in result["phases"].items():
-            print(f"  {phase:<24} {seconds:7.3f} s")
-        if backend == "sendgrid":
-            naive_total = result["naive_per_reader_s"] * result["sent"]
-            print(f"  requests: {result['requests']} for {result['sent']:,} readers")
-            print(
-                f"  floor (POST the same payloads only): {result['floor_s']:.2f} s -> ours is "
-                f"{result['send_loop_s'] / result['floor_s']:.2f}x the floor (send loop), "
-                f"{result['total_s'] / result['floor_s']:.2f}x (whole run)"
-            )
-            print(
-                f"  naive (render + POST per reader, {result['naive_sample']:,}-reader sample): "
-                f"{result['naive_per_reader_s'] * 1000:.1f} ms/reader -> {naive_total:,.0f} s extrapolated, "
-                f"{naive_total / result['total_s']:,.0f}x slower than ours"
-            )
+    if len(runs) > 1:
+        low, high = min(runs, key=lambda r: r["readers"]), max(runs, key=lambda r: r["readers"])
+        growth = high["peak_rss_mb"] / low["peak_rss_mb"] - 1
+        print(
+            f"  peak memory {low['peak_rss_mb']:.0f} MB at {low['readers']:,} readers, {high['peak_rss_mb']:.0f} MB "
+            f"at {high['readers']:,}: {growth:+.0%} (within 20%: {verdict(abs(growth) <= 0.2)})"
+        )
 
 
 if __name__ == "__main__":

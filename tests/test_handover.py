@@ -39,7 +39,7 @@ class Scripted(NullBackend):
         self.build_fails_at, self.post_fails_at = build_fails_at, post_fails_at
         self.error = error or RuntimeError("boom")
         self.in_air: list[int] = []  # how many posts were running when each build started
-        self.running = 0
+        self.running = self.peak = 0
         self.lock = threading.Lock()
 
     def build(self, envelope: Envelope, recipients: Any) -> Any:
@@ -59,6 +59,7 @@ class Scripted(NullBackend):
         with self.lock:
             self.posts += 1
             self.running += 1
+            self.peak = max(self.peak, self.running)
             number = self.posts
         try:
             time.sleep(0.2)
@@ -70,13 +71,15 @@ class Scripted(NullBackend):
                 self.running -= 1
 
 
-def run(newsletter: Newsletter, backend: Scripted, readers: int = 45) -> tuple[SendReport | None, Ledger]:
+def run(
+    newsletter: Newsletter, backend: Scripted, readers: int = 45, connections: int = 1
+) -> tuple[SendReport | None, Ledger]:
     newsletter.issue()
     newsletter.write("subscribers/r.csv", HEADER + "".join(f"r{i}@example.org,R{i},all,\n" for i in range(readers)))
     settings, _ = with_sample_defaults(load_settings(newsletter.root))
     ws = Workspace(settings)
     issue = ws.load("2030-01")
-    sender = Sender(issue, backend, Renderer(settings), Links(settings), settings.from_address)
+    sender = Sender(issue, backend, Renderer(settings), Links(settings), settings.from_address, connections=connections)
     ledger = Ledger(settings.ledger_url)
     audience, _ = plan(ws, issue, engine=ledger.engine)
     return send_issue(sender, audience, ledger), ledger
@@ -87,7 +90,28 @@ def test_the_next_batch_is_built_while_a_request_is_in_the_air(newsletter: Newsl
     report, ledger = run(newsletter, backend)
     assert report is not None and report.sent == 45 and ledger.counts("2030-01") == {SENT: 45}
     assert backend.in_air == [0, 1, 1, 1, 1]  # every build but the first overlapped a post
-    assert backend.posts == 5
+    assert backend.posts == 5 and backend.peak == 1  # one request at a time
+
+
+def test_two_connections_keep_two_requests_in_the_air_and_record_every_answer(
+    newsletter: Newsletter, use_database: str
+) -> None:
+    backend = Scripted()
+    report, ledger = run(newsletter, backend, connections=2)
+    assert report is not None and report.sent == 45 and ledger.counts("2030-01") == {SENT: 45}
+    assert backend.posts == 5 and backend.peak == 2
+
+
+def test_with_two_connections_a_failure_still_records_the_other_answer_and_gives_back_the_batch_behind(
+    newsletter: Newsletter, use_database: str
+) -> None:
+    backend = Scripted(post_fails_at=2)
+    with pytest.raises(RuntimeError, match="boom"):
+        run(newsletter, backend, connections=2)
+    ledger = Ledger(use_database)
+    # 1 and 3 answered; 2 failed in the air (in doubt); 4 was claimed and built behind them, and never left
+    assert ledger.counts("2030-01") == {SENT: 20, IN_DOUBT: 10, QUEUED: 10}
+    assert backend.posts == 3
 
 
 @pytest.mark.parametrize("error", [RuntimeError("a bug"), KeyboardInterrupt()])

@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     database_url: str = ""
     outbox: str = ""
     send_unmatched: bool = False
+    # Requests in the air at once while sending (each batch still claimed before it leaves).
+    send_connections: int = Field(default=1, ge=1, le=8)
     track_opens: bool = False
     track_clicks: bool = False
     sendgrid_api_key: SecretStr = Field(default=SecretStr(""), alias="SENDGRID_API_KEY")

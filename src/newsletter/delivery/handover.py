@@ -1,22 +1,25 @@
-"""A run's batches: claimed, built, handed over one at a time while the next is made ready, recorded.
+"""A run's batches: claimed, built, handed over while the next is made ready, recorded.
 
 The send loop claims a batch in the ledger and builds its payload, then
 hands it to ``InFlight``, which posts it in a thread of its own and returns
 at once; the loop claims and builds the next batch while the request is in
 the air (the database, the provider and the network do their part outside
-Python's lock), then hands that one over, which first waits for the answer
-to the one before and records it. So:
+Python's lock), then hands that one over, which first waits for a free
+connection (the answer to the oldest batch in the air) and records it.
+``NEWSLETTER_SEND_CONNECTIONS`` (``Sender.connections``, 1 by default) is
+how many requests may be in the air at once. So:
 
-- a batch is still claimed before it is handed over, and at most one
-  request is in the air: the provider sees the same sequence of requests;
-- killed (SIGKILL), a run leaves at most two batches ``sending``: the one in
-  the air and the one claimed and built behind it. The ledger's next run
-  makes both in doubt; the outbox then finds which arrived, SendGrid's are
-  reported (the second never left, but nothing tells it from the first);
+- a batch is still claimed before it is handed over; with one connection
+  the provider sees one request at a time, in order;
+- killed (SIGKILL), a run leaves at most connections + 1 batches
+  ``sending``: those in the air and the one claimed and built behind them.
+  The ledger's next run makes them in doubt; the outbox then finds which
+  arrived, SendGrid's are reported (the last never left, but nothing tells
+  it from the others);
 - stopped by an exception (or Ctrl-C), a run releases the batch that never
-  left (``release``) and waits for the answer to the one in the air, and
-  records it: nothing is left ``sending``. A second Ctrl-C during that wait
-  leaves it ``sending``, in doubt for the next run, as a kill would.
+  left (``release``) and waits for the answers to those in the air, and
+  records them: nothing is left ``sending``. A second Ctrl-C during that
+  wait leaves them ``sending``, in doubt for the next run, as a kill would.
 
 While it waits for an answer ``InFlight`` beats the run's heartbeat, so a
 request that takes long (SendGrid's retries) never looks like a dead run to
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -57,7 +61,7 @@ Answer = Outcome | BaseException  # what ``post`` returned, or raised
 
 
 class InFlight:
-    """At most one batch being handed over, in a thread, while the caller prepares the next."""
+    """Up to ``slots`` batches being handed over, each in a thread, while the caller prepares the next."""
 
     def __init__(
         self,
@@ -65,23 +69,26 @@ class InFlight:
         settle: Callable[[Ready, Answer], None],
         beat: Callable[[], None],
         every: float,
+        slots: int = 1,
     ) -> None:
-        """``post`` hands a payload over; ``settle`` records an answer (in the caller's thread);
-        ``beat`` renews the run's heartbeat every ``every`` seconds of waiting."""
+        """``post`` hands a payload over; ``settle`` records an answer (in the caller's thread, in the
+        order the batches left); ``beat`` renews the run's heartbeat every ``every`` seconds of waiting."""
         self._post, self._settle, self._beat, self._every = post, settle, beat, every
-        self._flying: tuple[threading.Thread, Ready, list[Answer]] | None = None
+        self._slots = max(1, slots)
+        self._flying: deque[tuple[threading.Thread, Ready, list[Answer]]] = deque()
 
     def hand_over(self, batch: Ready) -> None:
-        """Wait for the answer to the batch in the air and settle it, then send ``batch`` off.
+        """Once a slot is free (the oldest answer waited for and settled), send ``batch`` off.
 
         If this raises, ``batch`` did not leave: the caller releases its claim.
         """
-        self.wait()
+        while len(self._flying) >= self._slots:
+            self._settle_oldest()
         answer: list[Answer] = []
         thread = threading.Thread(target=self._run, args=(batch, answer), name="newsletter-handover", daemon=True)
         thread.start()
         # Only once started: a batch that never left must not be settled as if it had.
-        self._flying = (thread, batch, answer)
+        self._flying.append((thread, batch, answer))
 
     def _run(self, batch: Ready, answer: list[Answer]) -> None:
         try:
@@ -89,17 +96,25 @@ class InFlight:
         except BaseException as err:  # handed to the caller's thread, which records it
             answer.append(err)
 
-    def wait(self) -> None:
-        """Wait for the batch in the air, if any, and settle it."""
-        if self._flying is None:
-            return
-        thread, batch, answer = self._flying
+    def _settle_oldest(self) -> None:
+        thread, batch, answer = self._flying[0]
         while thread.is_alive():
             thread.join(self._every)
             if thread.is_alive():
                 self._beat()
-        self._flying = None
+        self._flying.popleft()
         self._settle(batch, answer[0])
+
+    def wait(self) -> None:
+        """Wait for every batch in the air and settle each; then raise the first error settling raised."""
+        error: BaseException | None = None
+        while self._flying:
+            try:
+                self._settle_oldest()
+            except BaseException as err:  # the others are still recorded
+                error = error or err
+        if error is not None:
+            raise error
 
 
 @dataclass
@@ -193,6 +208,7 @@ class Dealer:
                 batches.settle,
                 lambda: ledger.heartbeat(batches.run_id),
                 HEARTBEAT.total_seconds(),
+                sender.connections,
             )
 
     def add(self, selection: Selection, reader: Addressee, new: bool) -> None:

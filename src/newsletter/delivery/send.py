@@ -81,6 +81,7 @@ class Sender:
     links: Links
     sender: str
     reply_to: str | None = None
+    connections: int = 1  # requests in the air at once (``handover``)
     _variants: dict[tuple[str, ...], Variant] = field(default_factory=dict)
 
     def variant(self, selection: tuple[str, ...]) -> Variant:
@@ -132,7 +133,13 @@ def prepare(ws: Workspace, checked: Checked, *, test: bool = False) -> tuple[Sen
     elif weak := weak_secret(settings.secret.get_secret_value()):
         raise ConfigError(weak)
     sender = Sender(
-        issue, backend, Renderer(settings), Links(settings), settings.from_address, settings.reply_to or None
+        issue,
+        backend,
+        Renderer(settings),
+        Links(settings),
+        settings.from_address,
+        settings.reply_to or None,
+        settings.send_connections,
     )
     return sender, warnings
 
