@@ -276,15 +276,20 @@ def duplicate(subscriber: Subscriber, path: Path, line: int) -> Problem:
     )
 
 
-def read_file(
-    path: Path,
-    taxonomy: Taxonomy,
-    seen: dict[str, Subscriber],
-    topic_cache: dict[str, tuple[frozenset[str] | None, list[str]]],
-) -> tuple[list[Subscriber], list[Problem]]:
-    found: list[Subscriber] = []
+def subscriber_files(folder: Path, taxonomy: Taxonomy) -> Iterator[Subscriber | Problem]:
+    """Every ``*.csv`` in ``folder`` (sorted by name), a row at a time: ``subscriber_rows`` of each."""
+    topic_cache: dict[str, tuple[frozenset[str] | None, list[str]]] = {}
+    for path in sorted(folder.glob("*.csv")) if folder.is_dir() else []:
+        yield from subscriber_rows(path, taxonomy, topic_cache)
+
+
+@collector.paused()
+def read_subscribers(folder: Path, taxonomy: Taxonomy) -> SubscriberList:
+    """Read every ``*.csv`` in ``folder`` (sorted by name)."""
+    seen: dict[str, Subscriber] = {}
+    subscribers: list[Subscriber] = []
     problems: list[Problem] = []
-    for item in subscriber_rows(path, taxonomy, topic_cache):
+    for item in subscriber_files(folder, taxonomy):
         if isinstance(item, Problem):
             problems.append(item)
             continue
@@ -293,19 +298,5 @@ def read_file(
             problems.append(duplicate(item, earlier.path, earlier.line))
             continue
         seen[item.key] = item
-        found.append(item)
-    return found, problems
-
-
-@collector.paused()
-def read_subscribers(folder: Path, taxonomy: Taxonomy) -> SubscriberList:
-    """Read every ``*.csv`` in ``folder`` (sorted by name)."""
-    seen: dict[str, Subscriber] = {}
-    topic_cache: dict[str, tuple[frozenset[str] | None, list[str]]] = {}
-    subscribers: list[Subscriber] = []
-    problems: list[Problem] = []
-    for path in sorted(folder.glob("*.csv")) if folder.is_dir() else []:
-        found, file_problems = read_file(path, taxonomy, seen, topic_cache)
-        subscribers += found
-        problems += file_problems
+        subscribers.append(item)
     return SubscriberList(subscribers, problems)
