@@ -280,19 +280,18 @@ def test_a_sync_that_fails_midway_leaves_the_last_one_whole(
     assert sorted(stored(store)) == ["boom@x.org", "new@x.org", "ok@x.org"]
 
 
-def test_rows_synced_before_file_sync_existed_are_found_or_cleared(
+def test_a_later_sync_finds_a_duplicate_of_an_unchanged_row_in_any_chunk(
     newsletter: Newsletter, store: ReaderStore, chunk: int
 ) -> None:
     path = newsletter.write("subscribers/a.csv", SUBSCRIBERS_HEADER + "a@x.org,A,all,\nb@x.org,B,all,\n")
     store.sync(path.parent, TAXONOMY)
-    with store.engine.begin() as conn:
-        conn.execute(text("UPDATE readers SET file_sync = NULL"))  # as the release before it left them
-    path.write_text(SUBSCRIBERS_HEADER + "a@x.org,A,all,\nA@X.org,Again,all,\n", encoding="utf-8")
+    path.write_text(SUBSCRIBERS_HEADER + "a@x.org,A,all,\nA@X.org,Again,all,\nc@x.org,C,all,\n", encoding="utf-8")
     touch_later(path)
     assert [p.message for p in store.sync(path.parent, TAXONOMY)] == [
         "duplicate address A@x.org: already on line 2; row skipped"
     ]
-    assert places(store) == {"a@x.org": ("subscribers/a.csv", 2)}
+    assert places(store) == {"a@x.org": ("subscribers/a.csv", 2), "c@x.org": ("subscribers/a.csv", 4)}
+    assert stored(store)["a@x.org"][2] == "A"  # the first row's, not the duplicate's
 
 
 def test_a_new_secret_rehashes_every_reader_a_page_at_a_time(

@@ -110,7 +110,6 @@ readers = Table(
     Column("file_path", Text),
     Column("file_line", Integer),
     Column("file_at", DateTime(timezone=True)),  # when the row last changed (its file's mtime)
-    Column("file_sync", Integer),  # the number of the last sync that found the row in the files
     # The reader's own choice (None: never chosen), and when it was made.
     Column("own_name", Text),
     Column("own_topics", Text),
