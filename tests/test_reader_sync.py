@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 from collections.abc import Iterator
@@ -11,6 +12,7 @@ import pytest
 from alembic import command
 from sqlalchemy import text
 
+from newsletter.audience import file_layer
 from newsletter.audience.store import ReaderStore
 from newsletter.audience.subscribers import read_subscribers
 from newsletter.db import open_database
@@ -145,3 +147,161 @@ def test_a_database_synced_before_problems_were_stored_is_synced_again(
     finally:
         store.close()
         engine.dispose()
+
+
+# -- a sync streamed: a chunk of readers at a time, each row marked with the sync's number ----------
+
+ROWS = "key, email, token_hash, file_name, file_topics, file_status, file_path, file_line, file_at, own_name, own_at"
+
+
+def stored(store: ReaderStore) -> dict[str, tuple[object, ...]]:
+    with store.engine.connect() as conn:
+        return {row[0]: tuple(row[1:]) for row in conn.execute(text(f"SELECT {ROWS} FROM readers"))}
+
+
+def places(store: ReaderStore) -> dict[str, tuple[str, int]]:
+    with store.engine.connect() as conn:
+        return {
+            key: (path, line) for key, path, line in conn.execute(text("SELECT key, file_path, file_line FROM readers"))
+        }
+
+
+@pytest.fixture(params=[1, 2, 3, 1000], ids=lambda n: f"chunk{n}")
+def chunk(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
+    """Readers written at a time: duplicates fall in one chunk or across chunks."""
+    monkeypatch.setattr(file_layer, "CHUNK", request.param)
+    monkeypatch.setattr(file_layer, "IN_LIST", 2)
+    return int(request.param)
+
+
+def test_duplicates_within_and_across_files_are_reported_as_a_whole_read_reports_them(
+    newsletter: Newsletter, store: ReaderStore, chunk: int
+) -> None:
+    newsletter.write(
+        "subscribers/a.csv",
+        SUBSCRIBERS_HEADER + "a@x.org,A,all,\nb@x.org,B,all,\nA@x.org,A again,all,\nbad,X,all,\nc@x.org,C,all,\n",
+    )
+    folder = newsletter.write(
+        "subscribers/b.csv", SUBSCRIBERS_HEADER + "B@X.ORG,B again,all,\nd@x.org,D,all,\nc@x.org,C,zzqx;all,\n"
+    ).parent
+    whole = read_subscribers(folder, TAXONOMY)
+    assert [p.format(newsletter.root) for p in store.sync(folder, TAXONOMY)] == [
+        p.format(newsletter.root) for p in whole.problems
+    ]
+    assert [p.message for p in whole.problems if "duplicate" in p.message] == [
+        "duplicate address A@x.org: already on line 2; row skipped",
+        "duplicate address B@x.org: already on subscribers/a.csv:3; row skipped",
+        "duplicate address c@x.org: already on subscribers/a.csv:6; row skipped",
+    ]
+    # The first row of each address is the one kept, as the whole read keeps it.
+    assert places(store) == {s.key: (f"subscribers/{s.path.name}", s.line) for s in whole.subscribers}
+    assert store.sync(folder, TAXONOMY) == whole.problems  # stored
+
+
+def test_a_reader_who_moved_keeps_file_at_and_a_changed_one_takes_the_files_mtime(
+    newsletter: Newsletter, store: ReaderStore, chunk: int
+) -> None:
+    a = newsletter.write("subscribers/a.csv", SUBSCRIBERS_HEADER + "m@x.org,M,all,\nc@x.org,C,all,\ns@x.org,S,all,\n")
+    b = newsletter.write("subscribers/b.csv", SUBSCRIBERS_HEADER + "o@x.org,O,all,\n")
+    assert store.sync(a.parent, TAXONOMY) == []
+    before = stored(store)
+    a.write_text(SUBSCRIBERS_HEADER + "s@x.org,S,all,\nc@x.org,C changed,all,\n", encoding="utf-8")
+    b.write_text(SUBSCRIBERS_HEADER + "o@x.org,O,all,\nm@x.org,M,all,\n", encoding="utf-8")
+    touch_later(a)
+    touch_later(b)
+    assert store.sync(a.parent, TAXONOMY) == []
+    after = stored(store)
+    assert places(store) == {
+        "s@x.org": ("subscribers/a.csv", 2),
+        "c@x.org": ("subscribers/a.csv", 3),
+        "o@x.org": ("subscribers/b.csv", 2),
+        "m@x.org": ("subscribers/b.csv", 3),
+    }
+    file_at = ROWS.split(", ").index("file_at") - 1
+    for moved in ("m@x.org", "s@x.org"):  # to another file, to another line: values unchanged
+        assert after[moved][file_at] == before[moved][file_at]
+    assert after["o@x.org"] == before["o@x.org"]  # untouched
+    assert after["c@x.org"][file_at] != before["c@x.org"][file_at]  # its file's new mtime
+    assert after["c@x.org"][2] == "C changed"
+
+
+def test_readers_gone_from_the_files_keep_their_own_choice_or_are_deleted(
+    newsletter: Newsletter, store: ReaderStore, chunk: int
+) -> None:
+    path = newsletter.write(
+        "subscribers/a.csv",
+        SUBSCRIBERS_HEADER + "stay@x.org,Stay,all,\nchose@x.org,Chose,empathy,\nleft@x.org,L,all,\n",
+    )
+    store.sync(path.parent, TAXONOMY)
+    store.choose("chose@x.org", topics=frozenset({"ptsd"}))
+    store.choose("web@x.org", name="Web", topics=None, status="active")  # online only: no file layer
+    path.write_text(SUBSCRIBERS_HEADER + "stay@x.org,Stay,all,\n", encoding="utf-8")
+    touch_later(path)
+    store.sync(path.parent, TAXONOMY)
+    rows = stored(store)
+    assert sorted(rows) == ["chose@x.org", "stay@x.org", "web@x.org"]  # left@ chose nothing: deleted
+    chose = store.get("chose@x.org")
+    assert chose is not None and (chose.name, chose.topics, chose.in_files) == ("Chose", {"ptsd"}, False)
+    assert rows["chose@x.org"][2:8] == (None,) * 6  # the file layer cleared, the name kept as their own
+    web = store.get("web@x.org")
+    assert web is not None and (web.name, web.in_files) == ("Web", False)
+
+
+def test_a_sync_that_fails_midway_leaves_the_last_one_whole(
+    newsletter: Newsletter, store: ReaderStore, chunk: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = newsletter.write("subscribers/a.csv", A_CSV)
+    folder = newsletter.write("subscribers/b.csv", B_CSV).parent
+    store.sync(folder, TAXONOMY)
+    before = stored(store)
+    path.write_text(
+        SUBSCRIBERS_HEADER + "new@x.org,New,all,\nok@x.org,Renamed,all,\nboom@x.org,Boom,all,\nbad,X,all,\n",
+        encoding="utf-8",
+    )
+    touch_later(path)
+    token = store.files._token
+
+    def failing(email: str) -> str:
+        if email == "boom@x.org":
+            raise RuntimeError("the disk filled up")
+        return token(email)
+
+    monkeypatch.setattr(store.files, "_token", failing)
+    with pytest.raises(RuntimeError, match="the disk filled up"):
+        store.sync(folder, TAXONOMY)
+    assert stored(store) == before
+    assert [p.format(newsletter.root) for p in store.files.problems(folder)] == PROBLEMS  # the last sync's
+    monkeypatch.setattr(store.files, "_token", token)
+    assert [p.message for p in store.sync(folder, TAXONOMY)] == [
+        "invalid address 'bad': An email address must have an @-sign.",
+        "duplicate address OK@x.org: already on subscribers/a.csv:3; row skipped",
+        "malformed CSV: 2 fields, header has 4; row skipped",
+    ]
+    assert sorted(stored(store)) == ["boom@x.org", "new@x.org", "ok@x.org"]
+
+
+def test_a_later_sync_finds_a_duplicate_of_an_unchanged_row_in_any_chunk(
+    newsletter: Newsletter, store: ReaderStore, chunk: int
+) -> None:
+    path = newsletter.write("subscribers/a.csv", SUBSCRIBERS_HEADER + "a@x.org,A,all,\nb@x.org,B,all,\n")
+    store.sync(path.parent, TAXONOMY)
+    path.write_text(SUBSCRIBERS_HEADER + "a@x.org,A,all,\nA@X.org,Again,all,\nc@x.org,C,all,\n", encoding="utf-8")
+    touch_later(path)
+    assert [p.message for p in store.sync(path.parent, TAXONOMY)] == [
+        "duplicate address A@x.org: already on line 2; row skipped"
+    ]
+    assert places(store) == {"a@x.org": ("subscribers/a.csv", 2), "c@x.org": ("subscribers/a.csv", 4)}
+    assert stored(store)["a@x.org"][2] == "A"  # the first row's, not the duplicate's
+
+
+def test_a_new_secret_rehashes_every_reader_a_page_at_a_time(
+    newsletter: Newsletter, store: ReaderStore, chunk: int
+) -> None:
+    newsletter.write("subscribers/a.csv", SUBSCRIBERS_HEADER + "".join(f"r{i}@x.org,R,all,\n" for i in range(7)))
+    store.sync(newsletter.root / "subscribers", TAXONOMY)
+    store.choose("web@x.org", name="Web", topics=None, status="active")
+    store.files._token = lambda email: "new-" + email.lower()
+    assert store.refresh(newsletter.root / "subscribers", TAXONOMY) is True  # the files unchanged: only rehashed
+    hashes = {key: row[1] for key, row in stored(store).items()}
+    assert hashes == {key: hashlib.sha256(f"new-{key}".encode()).hexdigest() for key in hashes}
+    assert len(hashes) == 8

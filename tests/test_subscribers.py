@@ -9,8 +9,9 @@ from hypothesis import strategies as st
 
 from newsletter.audience.choices import topics_text
 from newsletter.audience.personalise import NO_MATCH, Routes
-from newsletter.audience.subscribers import normalize_email, read_subscribers
+from newsletter.audience.subscribers import normalize_email, read_subscribers, text_lines
 from newsletter.content.loader import load_issue
+from newsletter.content.sources import read_text
 from newsletter.content.workspace import Workspace
 from newsletter.delivery.ledger import Ledger
 from newsletter.delivery.send import plan
@@ -143,3 +144,50 @@ def test_personalisation_rule(newsletter: Newsletter) -> None:
         (("empathy",), 1),
     ]
     assert audience.skipped == {NO_MATCH: 1, "unsubscribed": 1, "bounced": 1}
+
+
+# -- the files read a line at a time ---------------------------------------------------------
+
+PIECES = ["a", ",", '"', " ", "\n", "\r", "\r\n", "\x0c", "\x0b", "\u2028", "\x85", "é", "\ufeff"]
+
+
+@given(st.lists(st.sampled_from(PIECES), max_size=40), st.booleans())
+def test_a_file_streamed_splits_into_the_lines_of_its_whole_text(
+    tmp_path_factory: pytest.TempPathFactory, pieces: list[str], bom: bool
+) -> None:
+    path = tmp_path_factory.mktemp("lines") / "a.csv"
+    path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + "".join(pieces).encode("utf-8"))
+    text, problem = read_text(path)
+    assert problem is None and text is not None
+    # As the whole text was split before: at "\n" only once "\r\n" and "\r" became "\n".
+    whole = [line + "\n" for line in text.split("\n")]
+    if whole[-1] == "\n":
+        whole.pop()
+    assert list(text_lines(path)) == whole
+
+
+def test_a_cr_lf_across_read_buffers_ends_one_line(newsletter: Newsletter) -> None:
+    rows = "".join(f"r{i}@example.org,R {i},all,\r\n" for i in range(5000))  # ~125 kB: many reads
+    path = newsletter.write("subscribers/a.csv", (SUBSCRIBERS_HEADER + rows).encode())
+    assert len(list(text_lines(path))) == 5001
+    found = read_subscribers(path.parent, TAXONOMY)
+    assert found.problems == [] and [s.line for s in found.subscribers] == list(range(2, 5002))
+
+
+@pytest.mark.parametrize(
+    ("bad", "expected"),
+    [
+        (b"\xe9", "subscribers/a.csv:{line}: error: is not valid UTF-8 (byte 0xe9); save it as UTF-8"),
+        (b"\x00", "subscribers/a.csv:{line}: error: is a binary file, expected UTF-8 text"),
+        (b"\xc3", "subscribers/a.csv:{line}: error: is not valid UTF-8 (byte 0xc3); save it as UTF-8"),  # cut short
+    ],
+)
+def test_a_bad_byte_past_the_first_megabyte_still_gives_no_reader_of_that_file(
+    newsletter: Newsletter, bad: bytes, expected: str
+) -> None:
+    rows = "".join(f"r{i}@example.org,R {i},all,\n" for i in range(60_000))  # ~1.5 MB
+    newsletter.write("subscribers/a.csv", (SUBSCRIBERS_HEADER + rows).encode() + b"x" + bad)
+    newsletter.write("subscribers/b.csv", SUBSCRIBERS_HEADER + "b@example.org,B,all,\n")
+    found = read_subscribers(newsletter.root / "subscribers", TAXONOMY)
+    assert [p.format(newsletter.root) for p in found.problems] == [expected.format(line=60_002)]
+    assert [s.email for s in found.subscribers] == ["b@example.org"]

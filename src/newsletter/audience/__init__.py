@@ -6,8 +6,9 @@
 
 Every command reads readers through ``store``: the files synced into the
 database (``sync``, which parses them only when they change and keeps their
-problems), readers' own choices merged. Rendering is per variant, never per
-reader: readers with the same selection share one. May import:
+problems; ``file_layer``, which writes them a chunk at a time), readers' own
+choices merged. Rendering is per variant, never per reader: readers with the
+same selection share one. May import:
 ``newsletter.content``, ``newsletter.db``, ``newsletter.settings``,
 ``newsletter.errors``, ``newsletter.support``.
 """

@@ -47,9 +47,10 @@ from newsletter.audience.choices import (
     reader_of,
     topics_text,
 )
+from newsletter.audience.file_layer import now, token_hash
 from newsletter.audience.personalise import Tally
 from newsletter.audience.subscribers import Status, Subscriber, SubscriberList, read_subscribers
-from newsletter.audience.sync import WRITES, FileSync, now, token_hash
+from newsletter.audience.sync import WRITES, FileSync
 from newsletter.content.taxonomy import Taxonomy
 from newsletter.db.schema import readers, suppressions
 from newsletter.errors import Problem

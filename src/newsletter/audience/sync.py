@@ -7,8 +7,12 @@ names, sizes and modification times (their signature) in ``reader_files``,
 and the problems ``read_subscribers`` found (bad addresses, malformed rows,
 unknown topics) in ``reader_problems``. While the signature is unchanged a
 sync reads no file: one query says so, one more gives the problems. When it
-changed, the files are parsed, and the readers' file layer, the problems and
-the new signature are written in one transaction: nobody reads half a sync.
+changed, the files are read a row at a time and written a chunk at a time
+(``file_layer``), so a sync's memory does not grow with the readers; the
+readers' file layer, the problems and the new signature are written in one
+transaction: nobody reads half a sync, and a failed one leaves the last. So
+the files are parsed inside it, a chunk between two writes, holding the write
+lock throughout (a million readers: ~20 s on SQLite, ~25 s on PostgreSQL).
 
 Paths are stored relative to the subscriber folder's parent, so a newsletter
 folder moved elsewhere keeps its readers and its problems. The signature
@@ -23,26 +27,29 @@ secret rehashes every reader.
 
 from __future__ import annotations
 
-import hashlib
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy import delete, select, text
 from sqlalchemy.engine import Connection, Engine
 
-from newsletter.audience.choices import aware, topics_text
-from newsletter.audience.subscribers import Subscriber, SubscriberList, read_subscribers
+from newsletter.audience.file_layer import CHUNK, FileLayers, executemany, now, stored_path, token_hash
+from newsletter.audience.subscribers import Subscriber, SubscriberList, subscriber_files
 from newsletter.content.taxonomy import Taxonomy
 from newsletter.db.schema import reader_files, reader_problems, readers
 from newsletter.errors import Problem
-from newsletter.support import collector
 
 FILES = "files"  # reader_files row of the subscriber files' signature
 TOKEN_KEY = "token"  # reader_files row of the link key's fingerprint
-FILE_COLUMNS = ("key", "email", "file_name", "file_topics", "file_status", "file_path", "file_line", "file_at")
+# SQLite's page cache during a sync, in KiB (negative: a size, not a number of pages).
+SYNC_CACHE = -32768
+# Any fixed number but db.migrate's: the advisory lock that PostgreSQL sessions syncing take turns on.
+PG_SYNC_LOCK = 0x72656164657273  # "readers"
 # One writer at a time in this process. SQLite lets one transaction write at
 # a time anyway, and a thread that finds the lock taken sleeps in SQLite's busy
 # handler, up to 100 ms a try: under 200 concurrent saves that sleeping was
@@ -50,28 +57,24 @@ FILE_COLUMNS = ("key", "email", "file_name", "file_topics", "file_status", "file
 WRITES = threading.Lock()
 
 
-def now() -> datetime:
-    return datetime.now(UTC)
+@contextmanager
+def _page_cache(conn: Connection) -> Iterator[None]:
+    """SQLite's page cache at ``SYNC_CACHE`` for a sync, then as it was (the connection goes back to the pool).
 
-
-def token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
-
-
-def _param_time(conn: Connection, value: datetime) -> object:
-    """A time as the driver takes it: SQLite stores SQLAlchemy's text form (UTC), PostgreSQL the datetime."""
-    if conn.dialect.name == "sqlite":
-        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-    return value
-
-
-def _stored_path(folder: Path, path: Path) -> str:
-    return (path.relative_to(folder.parent) if path.is_relative_to(folder.parent) else path).as_posix()
-
-
-def _executemany(conn: Connection, sql: str, rows: Sequence[tuple[object, ...]]) -> None:
-    """Straight through the driver: SQLAlchemy's per-row parameter processing made 100k rows take seconds."""
-    conn.exec_driver_sql(sql if conn.dialect.paramstyle == "qmark" else sql.replace("?", "%s"), rows)
+    Tokens are random, so each new reader lands on a random page of the
+    token_hash index: with SQLite's default 2 MB cache, writing the first
+    million readers spent ~4 s more re-reading and spilling those pages.
+    A fixed size, so a sync's memory does not grow with the readers.
+    """
+    if conn.dialect.name != "sqlite":
+        yield
+        return
+    before = int(conn.exec_driver_sql("PRAGMA cache_size").scalar_one())
+    conn.exec_driver_sql(f"PRAGMA cache_size = {SYNC_CACHE:d}")
+    try:
+        yield
+    finally:
+        conn.exec_driver_sql(f"PRAGMA cache_size = {before:d}")
 
 
 def _signatures(conn: Connection) -> dict[str, str]:
@@ -105,12 +108,12 @@ class FileSync:
 
     def refresh(self, folder: Path, taxonomy: Taxonomy, found: SubscriberList | None = None) -> bool:
         """Bring the file layer up to date with the files; False (one query) when nothing changed."""
-        return self._update(folder, taxonomy, found) is not None
+        return self._update(folder, taxonomy, found)[0]
 
     def sync(self, folder: Path, taxonomy: Taxonomy) -> list[Problem]:
         """Bring the file layer up to date, and the files' problems: as stored while the files are unchanged."""
-        found = self._update(folder, taxonomy)
-        return self.problems(folder) if found is None else found.problems
+        problems = self._update(folder, taxonomy)[1]
+        return self.problems(folder) if problems is None else problems
 
     def problems(self, folder: Path) -> list[Problem]:
         """The files' problems as the last sync found them, their paths under ``folder`` where it is now."""
@@ -124,25 +127,35 @@ class FileSync:
                 for path, line, severity, message in rows
             ]
 
-    def _update(self, folder: Path, taxonomy: Taxonomy, found: SubscriberList | None = None) -> SubscriberList | None:
-        """The files as parsed (``found``, or read now) once synced; None (one query) when nothing changed."""
-        # Taken before parsing here: a file changed in between leaves a signature that is synced again next time.
+    def _update(
+        self, folder: Path, taxonomy: Taxonomy, found: SubscriberList | None = None
+    ) -> tuple[bool, list[Problem] | None]:
+        """Whether anything was synced (False: one query), and the files' problems if they were read."""
+        # Taken before parsing: a file changed in between leaves a signature that is synced again next time.
         signature, mtimes = self.signature(folder)
         fingerprint = self.fingerprint()
         with self.reads.connect() as conn:
             stored = _signatures(conn)
         if stored.get(FILES) == signature and stored.get(TOKEN_KEY) == fingerprint:
-            return None
-        if found is None:
-            found = read_subscribers(folder, taxonomy)
-        with WRITES, self.engine.begin() as conn:
-            # Another process may have synced while we parsed: look again under the write lock.
+            return False, None
+        problems = None
+        with WRITES, self.engine.begin() as conn, _page_cache(conn):
+            if conn.dialect.name == "postgresql":
+                # SQLite's BEGIN IMMEDIATE is the write lock: here a second sync waits, then finds the first's.
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_SYNC_LOCK})
+            # Another process may have synced since we looked: look again under the write lock.
             stored = _signatures(conn)
+            if stored.get(FILES) == signature and stored.get(TOKEN_KEY) == fingerprint:
+                return False, None
             if stored.get(TOKEN_KEY) != fingerprint:
                 self._rehash(conn)
             if stored.get(FILES) != signature:
-                self._write_files(conn, folder, found.subscribers, mtimes)
-                _write_problems(conn, folder, found.problems)
+                # Parsed as written, inside the transaction: a failure anywhere leaves the last sync's state.
+                rows: Iterable[Subscriber | Problem] = subscriber_files(folder, taxonomy)
+                if found is not None:
+                    rows = chain[Subscriber | Problem](found.subscribers, found.problems)
+                problems = FileLayers(conn, folder, mtimes, self._token).write(rows)
+                _write_problems(conn, folder, problems)
                 if conn.dialect.name == "postgresql":
                     # Statistics now, not when autovacuum gets to it: a send that
                     # follows streams the readers by key, a chunk at a time, and
@@ -150,86 +163,17 @@ class FileSync:
                     conn.exec_driver_sql("ANALYZE readers")
             for name, value in ((FILES, signature), (TOKEN_KEY, fingerprint)):
                 _upsert(conn, {"name": name, "signature": value, "synced_at": now()})
-        return found
-
-    @collector.paused()
-    def _write_files(
-        self, conn: Connection, folder: Path, subscribers: list[Subscriber], mtimes: dict[str, datetime]
-    ) -> None:
-        stored = {
-            r.key: r
-            for r in conn.execute(
-                select(*(readers.c[c] for c in FILE_COLUMNS)).where(readers.c.file_status.is_not(None))
-            )
-        }
-        at = now()
-        # Per file, not per reader: path arithmetic and time formatting were most of a first sync.
-        places: dict[Path, tuple[str, object]] = {}
-        updated_at = _param_time(conn, at)
-        rows: list[tuple[object, ...]] = []
-        for s in subscribers:
-            place = places.get(s.path)
-            if place is None:
-                place = places[s.path] = (
-                    _stored_path(folder, s.path),
-                    _param_time(conn, mtimes.get(str(s.path), at)),
-                )
-            where, mtime = place
-            values = (s.email, s.name, topics_text(s.topics), s.status)
-            old = stored.pop(s.key, None)
-            if old is not None and (old.email, old.file_name, old.file_topics, old.file_status) == values:
-                if (old.file_path, old.file_line) == (where, s.line):
-                    continue
-                file_at = _param_time(conn, aware(old.file_at) or at)  # moved, not changed
-            else:
-                file_at = mtime
-            token = token_hash(self._token(s.email))
-            rows.append((s.key, s.email, token, s.name, values[2], s.status, where, s.line, file_at, updated_at))
-        if rows:
-            _upsert_files(conn, rows)
-        gone = list(stored)
-        for start in range(0, len(gone), 500):
-            chunk = gone[start : start + 500]
-            # Off the files: the reader stays only if they chose something themselves, keeping
-            # what the file said where they chose nothing (a reader who only changed topics keeps their name).
-            conn.execute(
-                update(readers)
-                .where(readers.c.key.in_(chunk))
-                .values(
-                    own_name=func.coalesce(readers.c.own_name, readers.c.file_name),
-                    own_topics=func.coalesce(readers.c.own_topics, readers.c.file_topics),
-                    own_status=func.coalesce(readers.c.own_status, readers.c.file_status),
-                    file_name=None,
-                    file_topics=None,
-                    file_status=None,
-                    file_path=None,
-                    file_line=None,
-                    file_at=None,
-                    updated_at=at,
-                )
-            )
-            conn.execute(delete(readers).where(readers.c.key.in_(chunk), readers.c.own_at.is_(None)))
+        return True, problems
 
     def _rehash(self, conn: Connection) -> None:
-        rows = [
-            {"k": key, "h": token_hash(self._token(email))}
-            for key, email in conn.execute(select(readers.c.key, readers.c.email))
-        ]
-        if rows:
-            conn.execute(update(readers).where(readers.c.key == bindparam("k")).values(token_hash=bindparam("h")), rows)
-
-
-def _upsert_files(conn: Connection, rows: list[tuple[object, ...]]) -> None:
-    """Write file layers: a first sync writes every reader."""
-    _executemany(
-        conn,
-        "INSERT INTO readers (key, email, token_hash, file_name, file_topics, file_status, file_path, file_line, "
-        "file_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET "
-        "email = excluded.email, token_hash = excluded.token_hash, file_name = excluded.file_name, "
-        "file_topics = excluded.file_topics, file_status = excluded.file_status, file_path = excluded.file_path, "
-        "file_line = excluded.file_line, file_at = excluded.file_at, updated_at = excluded.updated_at",
-        rows,
-    )
+        """Every reader's token_hash made again with the new key, a page of readers at a time."""
+        after = ""  # keys are never empty
+        while page := conn.execute(
+            select(readers.c.key, readers.c.email).where(readers.c.key > after).order_by(readers.c.key).limit(CHUNK)
+        ).all():
+            hashes = [(token_hash(self._token(email)), key) for key, email in page]
+            executemany(conn, "UPDATE readers SET token_hash = ? WHERE key = ?", hashes)
+            after = page[-1].key
 
 
 def _write_problems(conn: Connection, folder: Path, problems: list[Problem]) -> None:
@@ -240,10 +184,10 @@ def _write_problems(conn: Connection, folder: Path, problems: list[Problem]) -> 
     for order, p in enumerate(problems):
         path = places.get(p.path)
         if path is None:
-            path = places[p.path] = _stored_path(folder, p.path)
+            path = places[p.path] = stored_path(folder, p.path)
         rows.append((order, path, p.line, p.severity, p.message))
     if rows:
-        _executemany(
+        executemany(
             conn, "INSERT INTO reader_problems (id, path, line, severity, message) VALUES (?, ?, ?, ?, ?)", rows
         )
 
