@@ -101,7 +101,7 @@ def merged(table: Table) -> dict[str, ColumnElement[Any]]:
         own, theirs = c[f"own_{field}"], c[f"file_{field}"]
         return case((and_(own.is_not(None), or_(own_newer, ~in_files)), own), (in_files, theirs), else_=default)
 
-    sticky = and_(c.own_status.in_(sorted(STICKY)), c.own_at.is_not(None))
+    sticky = and_(or_(*(c.own_status == status for status in sorted(STICKY))), c.own_at.is_not(None))
     return {
         "name": func.coalesce(pick("name", ""), ""),
         "topics": func.coalesce(pick("topics", ALL), ALL),

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, cast
 
 from sqlalchemy import and_, bindparam, select, true
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Dialect, Engine
 
 from newsletter.audience.choices import merged
 from newsletter.audience.personalise import Addressee
@@ -89,20 +89,41 @@ def issue_readers(store: ReaderStore, issue_id: str, chunk: int = CHUNK) -> Iter
 
     Each chunk is a query of its own, after the last address of the one
     before (no cursor left open: no snapshot pinned through a long send, and
-    each chunk sees the claims other senders made meanwhile).
+    each chunk sees the claims other senders made meanwhile). The rows come
+    straight from the driver's cursor as tuples: SQLAlchemy's result rows
+    were half the time of a stream, and these columns need no conversion.
     """
     after = ""
     while True:
         with store.reads.connect() as conn:
-            query = _STREAM["postgresql" if conn.dialect.name == "postgresql" else "sqlite"]
-            found = conn.execute(query, {"issue_id": issue_id, "after": after, "chunk": chunk})
-            rows = cast(Sequence[Streamed], found.all())
+            sql, order, fixed = _compiled(conn.dialect)
+            values = {**fixed, "issue_id": issue_id, "after": after, "chunk": chunk}
+            cursor = conn.connection.cursor()
+            try:
+                cursor.execute(sql, [values[name] for name in order] if order else values)
+                rows = cast(list[Streamed], cursor.fetchall())
+            finally:
+                cursor.close()
         if not rows:
             return
         yield rows
         if len(rows) < chunk:
             return
         after = rows[-1][0]
+
+
+_COMPILED: dict[str, tuple[str, Sequence[str] | None, dict[str, Any]]] = {}
+
+
+def _compiled(dialect: Dialect) -> tuple[str, Sequence[str] | None, dict[str, Any]]:
+    """The stream's statement in the driver's own terms: its text, the order of its parameters
+    (None: by name), and the values of the parameters the statement fixes itself (its literals)."""
+    found = _COMPILED.get(dialect.name)
+    if found is None:
+        compiled = _STREAM["postgresql" if dialect.name == "postgresql" else "sqlite"].compile(dialect=dialect)
+        fixed = compiled.construct_params({"issue_id": "", "after": "", "chunk": 0})
+        found = _COMPILED[dialect.name] = (str(compiled), compiled.positiontup, dict(fixed))
+    return found
 
 
 def addressees(store: ReaderStore, keys: Iterable[str]) -> dict[str, Addressee]:

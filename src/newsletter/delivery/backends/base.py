@@ -12,14 +12,17 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from newsletter.render.variant import Variant
 
 
-@dataclass(frozen=True, slots=True)
-class Recipient:
-    """One reader of a batch, with their personal links already built."""
+class Recipient(NamedTuple):
+    """One reader of a batch, with their personal links already built.
+
+    A named tuple: one is made for every reader of a send, and a tuple is
+    made in a third of the time of a frozen dataclass.
+    """
 
     email: str
     name: str
