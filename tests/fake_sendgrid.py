@@ -99,6 +99,19 @@ class FakeSendGrid:
 
     # -- helpers ----------------------------------------------------------------
 
+    def settings(self, **extra: str) -> dict[str, str]:
+        """The environment of a real send through this fake (``extra`` added or overriding)."""
+        return {
+            "SENDGRID_API_KEY": self.api_key,
+            "SENDGRID_API_HOST": self.url,
+            "SENDGRID_ASM_GROUP_ID": "4242",
+            "NEWSLETTER_FROM": "PPRNet Digest <digest@pprnet.example.org>",
+            "NEWSLETTER_POSTAL_ADDRESS": "1 Research Way, Ottawa",
+            "NEWSLETTER_SECRET": "s3cret-for-tests-0123456789-abcdefghijklmnop",
+            "COLUMNS": "200",
+            **extra,
+        }
+
     def by_reader(self) -> dict[str, list[Received]]:
         out: dict[str, list[Received]] = {}
         for message in self.received:

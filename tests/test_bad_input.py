@@ -274,16 +274,7 @@ def sendgrid() -> Iterator[FakeSendGrid]:
 
 
 def sendgrid_env(fake: FakeSendGrid) -> dict[str, str]:
-    return {
-        "SENDGRID_API_KEY": fake.api_key,
-        "SENDGRID_API_HOST": fake.url,
-        "SENDGRID_ASM_GROUP_ID": "4242",
-        "SENDGRID_BACKOFF": "0.01",
-        "NEWSLETTER_FROM": "Digest <digest@pprnet.example.org>",
-        "NEWSLETTER_POSTAL_ADDRESS": "1 Research Way, Ottawa",
-        "NEWSLETTER_SECRET": "a-test-secret-of-more-than-32-characters-0123456789",
-        "COLUMNS": "200",
-    }
+    return fake.settings(SENDGRID_BACKOFF="0.01")
 
 
 def test_a_long_name_or_an_smtputf8_address_never_stops_the_sendgrid_run(

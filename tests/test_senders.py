@@ -62,20 +62,20 @@ def sender(
     """`newsletter send ISSUE --yes` in a process of its own (under ``prefix``: another namespace)."""
     env = {
         **os.environ,
-        "NEWSLETTER_ROOT": str(newsletter.root),
-        "NEWSLETTER_DATABASE_URL": database,
-        "SENDGRID_API_KEY": fake.api_key,
-        "SENDGRID_API_HOST": fake.url,
-        "SENDGRID_ASM_GROUP_ID": "4242",
-        "NEWSLETTER_FROM": "PPRNet Digest <digest@pprnet.example.org>",
-        "NEWSLETTER_POSTAL_ADDRESS": "1 Research Way, Ottawa",
-        "NEWSLETTER_SECRET": "s3cret-for-tests-0123456789-abcdefghijklmnop",
-        "COLUMNS": "200",
+        **fake.settings(NEWSLETTER_ROOT=str(newsletter.root), NEWSLETTER_DATABASE_URL=database),
     }
     command = [sys.executable, "-m", "newsletter", "send", ISSUE, "--yes"]
     return subprocess.Popen(
         [*(prefix or []), *command], env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
+
+
+def stop(procs: list[subprocess.Popen[str]]) -> None:
+    """Kill the senders still running (a test that failed midway leaves none behind)."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
@@ -133,10 +133,7 @@ def test_four_senders_split_the_readers_and_a_killed_one_leaves_only_doubt(
         assert so_far.get(SENT, 0) + so_far.get(SENDING, 0) < len(matched), "the others had nothing left to send"
         outputs = [proc.communicate(timeout=300) for proc in others]
     finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        stop(procs)
     assert [proc.returncode for proc in others] == [0, 0, 0], outputs
 
     # Every other sender sent some of the readers, and none of the same ones.
@@ -211,10 +208,7 @@ def test_senders_that_cannot_see_each_others_processes_send_nobody_twice_and_lea
         procs.append(sender(samples, database_url, fake, prefix=in_namespaces(hostnames[1])))
         outputs = [proc.communicate(timeout=300) for proc in procs]
     finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        stop(procs)
     assert [proc.returncode for proc in procs] == [0, 0], outputs
     with ledger.engine.connect() as conn:
         seen = conn.execute(select(runs.c.host, runs.c.pid, runs.c.pid_space)).all()

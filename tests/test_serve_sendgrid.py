@@ -86,14 +86,7 @@ def test_with_sendgrid_every_link_resolves_and_a_returning_reader_is_unsuppresse
     fake = FakeSendGrid().start()
     fake.group_suppressions[4242] = ["ivan.petrov@example.org"]
     try:
-        sendgrid = {
-            "SENDGRID_API_KEY": fake.api_key,
-            "SENDGRID_API_HOST": fake.url,
-            "SENDGRID_ASM_GROUP_ID": "4242",
-            "NEWSLETTER_FROM": "PPRNet Digest <digest@pprnet.example.org>",
-            "NEWSLETTER_POSTAL_ADDRESS": "1 Research Way, Ottawa",
-            "NEWSLETTER_SECRET": "s3cret-for-tests-0123456789-abcdefghijklmnop",
-        }
+        sendgrid = fake.settings()
         with serving(samples, monkeypatch, **sendgrid) as server:
             # The issue: preferences on our page (it knows the topics), unsubscribe through SendGrid's group.
             assert samples.cli("send", "2021-07", "--yes").exit_code == 0

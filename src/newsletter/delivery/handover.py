@@ -224,15 +224,15 @@ class Dealer:
 
     def finish(self, order: Sequence[Selection]) -> None:
         """Hand over what is left, the selections in ``order`` first, and wait for the last answer."""
+        rank = {selection: i for i, selection in enumerate(order)}
         try:
-            for selection in [*(s for s in order if s in self._open), *self._open]:
-                if selection in self._open:
-                    self._hand(selection)
+            for selection in sorted(self._open, key=lambda s: rank.get(s, len(rank))):
+                self._hand(selection)
         finally:
             self.close()
 
     def close(self) -> None:
-        """Wait for the batch in the air and record its answer (also when the send stopped)."""
+        """Wait for the batches in the air and record their answers (also when the send stopped)."""
         if self._inflight is not None:
             self._inflight.wait()
 
@@ -244,7 +244,7 @@ class Dealer:
             self._check(readers, variant)
             return
         ledger = self.batches.ledger
-        ledger.enqueue(self.sender.issue.id, new)  # a claim takes rows that exist (see the ledger)
+        ledger.enqueue(self.sender.issue.id, new)  # held for the claim, which writes them as ours
         ready = self.batches.claim_and_build(readers, variant)
         if ready is None:
             self.progress(len(readers))

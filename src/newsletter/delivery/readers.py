@@ -85,9 +85,6 @@ def _stream_query(dialect: str) -> Any:
     return select(func.json_group_array(func.json_array(*rows.c)))
 
 
-_STREAM = {dialect: _stream_query(dialect) for dialect in ("postgresql", "sqlite")}
-
-
 # key, email, name, topics, status, suppressed (why), the ledger's status and reason (None: no row)
 Streamed = tuple[str, str, str, str, str, str | None, str | None, str | None]
 
@@ -134,7 +131,7 @@ def _compiled(dialect: Dialect) -> tuple[str, Sequence[str] | None, dict[str, An
     (None: by name), and the values of the parameters the statement fixes itself (its literals)."""
     found = _COMPILED.get(dialect.name)
     if found is None:
-        compiled = _STREAM["postgresql" if dialect.name == "postgresql" else "sqlite"].compile(dialect=dialect)
+        compiled = _stream_query(dialect.name).compile(dialect=dialect)
         fixed = compiled.construct_params({"issue_id": "", "after": "", "chunk": 0})
         found = _COMPILED[dialect.name] = (str(compiled), compiled.positiontup, dict(fixed))
     return found
