@@ -181,6 +181,8 @@ def run_one(root: Path, backend_name: str) -> dict[str, object]:
     sender = Sender(
         issue, backend, renderer, Links(settings), settings.from_address, connections=settings.send_connections
     )
+    for selection in audience.groups:  # as `send` does before the send loop (timed as "render")
+        sender.variant(selection)
     t = time.perf_counter()
     report = send_issue(sender, audience, ledger)
     send_total = time.perf_counter() - t

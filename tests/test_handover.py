@@ -1,4 +1,4 @@
-"""The send loop hands a batch over while it claims and builds the next: what a stop leaves behind.
+"""The send loop builds batches while the one before is claimed and the one before that posted: what a stop leaves.
 
 Whatever stops a run, every reader is accounted for: a batch claimed but
 never handed over is given back (queued again), and the batch in the air is
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -17,7 +18,7 @@ import pytest
 from newsletter.content.workspace import Workspace
 from newsletter.delivery.backends.base import Envelope, Outcome
 from newsletter.delivery.backends.null import NullBackend
-from newsletter.delivery.ledger import IN_DOUBT, QUEUED, SENT, Ledger
+from newsletter.delivery.ledger import IN_DOUBT, QUEUED, SENDING, SENT, Ledger
 from newsletter.delivery.links import Links
 from newsletter.delivery.send import Sender, SendReport, plan, send_issue
 from newsletter.errors import BatchFailed
@@ -30,11 +31,19 @@ HEADER = "email,name,topics,status\n"
 
 
 class Scripted(NullBackend):
-    """Batches of 10; a post takes a while, so the next batch is claimed and built meanwhile."""
+    """Batches of 10; a post takes a while, so the next batches are claimed and built meanwhile."""
 
     batch_size = 10
 
-    def __init__(self, *, build_fails_at: int = 0, post_fails_at: int = 0, error: BaseException | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        build_fails_at: int = 0,
+        post_fails_at: int = 0,
+        error: BaseException | None = None,
+        fail_once: Callable[[], bool] = lambda: True,
+    ) -> None:
+        self.fail_once = fail_once  # the build that fails waits for this first
         self.builds = self.posts = 0
         self.build_fails_at, self.post_fails_at = build_fails_at, post_fails_at
         self.error = error or RuntimeError("boom")
@@ -52,6 +61,8 @@ class Scripted(NullBackend):
         self.builds += 1
         self.in_air.append(self.running)
         if self.builds == self.build_fails_at:
+            while not self.fail_once() and time.monotonic() < deadline + 5:
+                time.sleep(0.001)
             raise self.error
         return super().build(envelope, recipients)
 
@@ -115,16 +126,19 @@ def test_with_two_connections_a_failure_still_records_the_other_answer_and_gives
 
 
 @pytest.mark.parametrize("error", [RuntimeError("a bug"), KeyboardInterrupt()])
-def test_a_stop_while_building_gives_the_claim_back_and_records_the_batch_in_the_air(
+def test_a_stop_while_building_gives_the_claim_behind_back_and_records_the_batch_in_the_air(
     newsletter: Newsletter, use_database: str, error: BaseException
 ) -> None:
-    backend = Scripted(build_fails_at=3, error=error)
+    watch = Ledger(use_database)
+    # Fails once batch 2 is claimed (batch 1 is in the air meanwhile): both ``sending``.
+    backend = Scripted(build_fails_at=3, error=error, fail_once=lambda: watch.counts("2030-01").get(SENDING) == 20)
     with pytest.raises(type(error)):
         run(newsletter, backend)
     ledger = Ledger(use_database)
-    # batches 1 and 2 went and are recorded; 3 was claimed, never left, and is queued again;
-    # the readers after it were never reached: no row (a batch's rows are written at its claim)
-    assert ledger.counts("2030-01") == {SENT: 20, QUEUED: 10}
+    # batch 1 went and is recorded; 2 was claimed behind it, never left, and is queued again;
+    # 3 failed to build, before its claim: its readers and those after have no row
+    # (a batch's rows are written at its claim)
+    assert ledger.counts("2030-01") == {SENT: 10, QUEUED: 10}
 
 
 def test_a_failure_handing_over_is_in_doubt_and_the_batch_behind_it_is_given_back(

@@ -1,36 +1,36 @@
-"""A run's batches: claimed, built, handed over while the next is made ready, recorded.
+"""A run's batches: built in the send loop, claimed and handed over in threads of their own, recorded.
 
-The send loop claims a batch in the ledger and builds its payload, then
-hands it to ``InFlight``, which posts it in a thread of its own and returns
-at once; the loop claims and builds the next batch while the request is in
-the air (the database, the provider and the network do their part outside
-Python's lock), then hands that one over, which first waits for a free
-connection (the answer to the oldest batch in the air) and records it.
+The send loop deals the readers into one open batch per variant (``Dealer``);
+a full batch is built (the readers' links, the payload) and sent on its way
+(``pipeline.InFlight``): the claiming thread claims it in the ledger, a
+posting thread hands it over, and the send loop, building the batches
+behind it meanwhile, records each answer in turn (``Batches.settle``).
 ``NEWSLETTER_SEND_CONNECTIONS`` (``Sender.connections``, 1 by default) is
 how many requests may be in the air at once. So:
 
 - a batch is still claimed before it is handed over; with one connection
   the provider sees one request at a time, in order;
+- a batch is built for all its readers before its claim; the few that
+  another sender holds are left out after it (the payload built again);
 - killed (SIGKILL), a run leaves at most connections + 1 batches
-  ``sending``: those in the air and the one claimed and built behind them.
-  The ledger's next run makes them in doubt; the outbox then finds which
+  ``sending``: those in the air and the one claimed behind them. The
+  ledger's next run makes them in doubt; the outbox then finds which
   arrived, SendGrid's are reported (the last never left, but nothing tells
   it from the others);
-- stopped by an exception (or Ctrl-C), a run releases the batch that never
-  left (``release``) and waits for the answers to those in the air, and
-  records them: nothing is left ``sending``. A second Ctrl-C during that
-  wait leaves them ``sending``, in doubt for the next run, as a kill would.
+- stopped by an exception (or Ctrl-C), a run gives back (``release``) the
+  batch claimed that never left and waits for the answers to those in the
+  air, and records them: nothing is left ``sending``. A second Ctrl-C
+  during that wait leaves them ``sending``, in doubt for the next run, as a
+  kill would.
 
-While it waits for an answer ``InFlight`` beats the run's heartbeat, so a
+While it waits for an answer the send loop beats the run's heartbeat, so a
 request that takes long (SendGrid's retries) never looks like a dead run to
 senders on other machines.
 """
 
 from __future__ import annotations
 
-import threading
 import uuid
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -39,6 +39,7 @@ from newsletter.audience.personalise import Addressee
 from newsletter.content.model import Selection
 from newsletter.delivery.backends.base import Backend, Envelope, Outcome, Recipient
 from newsletter.delivery.ledger import FAILED, HEARTBEAT, IN_DOUBT, SENT, Ledger
+from newsletter.delivery.pipeline import Flight, InFlight
 from newsletter.errors import BatchFailed, BatchInDoubt
 from newsletter.render.variant import Variant
 
@@ -48,78 +49,23 @@ if TYPE_CHECKING:  # send.py uses this module
 
 @dataclass
 class Ready:
-    """A batch claimed and built, about to be handed over."""
+    """A batch built, on its way: claimed, then handed over, then settled."""
 
     batch_id: str
+    variant: str  # its key
     envelope: Envelope
-    payload: Any
-    readers: list[Addressee]  # claimed, and not refused by the backend
-    size: int  # readers of the chunk it came from, for the progress bar
-
-
-Answer = Outcome | BaseException  # what ``post`` returned, or raised
-
-
-class InFlight:
-    """Up to ``slots`` batches being handed over, each in a thread, while the caller prepares the next."""
-
-    def __init__(
-        self,
-        post: Callable[[Envelope, Any], Outcome],
-        settle: Callable[[Ready, Answer], None],
-        beat: Callable[[], None],
-        every: float,
-        slots: int = 1,
-    ) -> None:
-        """``post`` hands a payload over; ``settle`` records an answer (in the caller's thread, in the
-        order the batches left); ``beat`` renews the run's heartbeat every ``every`` seconds of waiting."""
-        self._post, self._settle, self._beat, self._every = post, settle, beat, every
-        self._slots = max(1, slots)
-        self._flying: deque[tuple[threading.Thread, Ready, list[Answer]]] = deque()
-
-    def hand_over(self, batch: Ready) -> None:
-        """Once a slot is free (the oldest answer waited for and settled), send ``batch`` off.
-
-        If this raises, ``batch`` did not leave: the caller releases its claim.
-        """
-        while len(self._flying) >= self._slots:
-            self._settle_oldest()
-        answer: list[Answer] = []
-        thread = threading.Thread(target=self._run, args=(batch, answer), name="newsletter-handover", daemon=True)
-        thread.start()
-        # Only once started: a batch that never left must not be settled as if it had.
-        self._flying.append((thread, batch, answer))
-
-    def _run(self, batch: Ready, answer: list[Answer]) -> None:
-        try:
-            answer.append(self._post(batch.envelope, batch.payload))
-        except BaseException as err:  # handed to the caller's thread, which records it
-            answer.append(err)
-
-    def _settle_oldest(self) -> None:
-        thread, batch, answer = self._flying[0]
-        while thread.is_alive():
-            thread.join(self._every)
-            if thread.is_alive():
-                self._beat()
-        self._flying.popleft()
-        self._settle(batch, answer[0])
-
-    def wait(self) -> None:
-        """Wait for every batch in the air and settle each; then raise the first error settling raised."""
-        error: BaseException | None = None
-        while self._flying:
-            try:
-                self._settle_oldest()
-            except BaseException as err:  # the others are still recorded
-                error = error or err
-        if error is not None:
-            raise error
+    readers: list[Addressee]  # as dealt
+    new: list[str]  # the keys of those the ledger has no row for
+    recipients: list[Recipient]  # those the backend takes (after the claim: and that are ours)
+    refused: dict[str, str]  # key -> why the backend cannot take them
+    payload: Any  # for ``recipients``; None if there are none
+    claimed: frozenset[str] = frozenset()  # the keys the claim made ours
+    answer: Outcome | BatchFailed | BatchInDoubt | None = None
 
 
 @dataclass
 class Batches:
-    """One run's batches: claimed and built in the send loop, settled when the answer is in."""
+    """One run's batches: built in the send loop, claimed and posted by the pipeline, settled in the loop."""
 
     sender: Sender
     ledger: Ledger
@@ -128,44 +74,60 @@ class Batches:
     resend_in_doubt: bool
     progress: Callable[[int], None]
 
-    def claim_and_build(self, chunk: Sequence[Addressee], variant: Variant) -> Ready | None:
-        """The part of ``chunk`` this run could claim, built; None if nothing is left to hand over."""
-        issue_id, backend, ledger, report = self.sender.issue.id, self.sender.backend, self.ledger, self.report
+    def build(self, readers: list[Addressee], new: list[str], variant: Variant) -> Ready:
+        """The batch of ``readers`` (``new``: the keys with no ledger row), built for the backend."""
+        sender, backend = self.sender, self.sender.backend
         batch_id = uuid.uuid4().hex
-        keys = [r.key for r in chunk]
-        claimed = set(
-            ledger.claim(
-                issue_id,
-                keys,
-                run_id=self.run_id,
-                batch_id=batch_id,
-                variant=variant.key,
-                resend_in_doubt=self.resend_in_doubt,
-            )
-        )
-        report.elsewhere += len(chunk) - len(claimed)
-        mine = [r for r, key in zip(chunk, keys, strict=True) if key in claimed]
-        if not mine:
-            return None
-        try:
-            recipients, refused = deliverable(backend, [self.sender.recipient(r) for r in mine])
-            if refused:
-                ledger.record_failed(issue_id, batch_id, refused)
-                report.failed.update({r.email: why for r in mine if (why := refused.get(r.key))})
-                mine = [r for r in mine if r.key not in refused]
-                if not mine:
-                    return None
-            envelope = self.sender.envelope(variant, batch_id)
-            return Ready(batch_id, envelope, backend.build(envelope, recipients), mine, len(chunk))
-        except BaseException:
-            ledger.release(batch_id)  # nothing was handed over
-            raise
+        recipients, refused = deliverable(backend, [sender.recipient(r) for r in readers])
+        envelope = sender.envelope(variant, batch_id)
+        payload = backend.build(envelope, recipients) if recipients else None
+        return Ready(batch_id, variant.key, envelope, readers, new, recipients, refused, payload)
 
-    def settle(self, batch: Ready, answer: Answer) -> None:
-        """Record the provider's answer for a batch handed over (in the send loop's thread)."""
-        issue_id, ledger, report = self.sender.issue.id, self.ledger, self.report
-        batch_id, mine = batch.batch_id, batch.readers
-        self.progress(batch.size)
+    def claim(self, batch: Ready) -> bool:
+        """Claim ``batch`` (in the claiming thread): is anything of it ours to post?"""
+        issue_id, ledger = self.sender.issue.id, self.ledger
+        ledger.enqueue(issue_id, batch.new)  # held for the claim, which writes them as ours
+        claimed = ledger.claim(
+            issue_id,
+            [r.key for r in batch.readers],
+            run_id=self.run_id,
+            batch_id=batch.batch_id,
+            variant=batch.variant,
+            resend_in_doubt=self.resend_in_doubt,
+        )
+        batch.claimed = ours = frozenset(claimed)
+        if refused := {key: why for key, why in batch.refused.items() if key in ours}:
+            ledger.record_failed(issue_id, batch.batch_id, refused)
+        if len(ours) - len(refused) < len(batch.recipients):  # another sender has some of them
+            batch.recipients = [r for r in batch.recipients if r.key in ours]
+            batch.payload = self.sender.backend.build(batch.envelope, batch.recipients) if batch.recipients else None
+        return batch.payload is not None
+
+    def post(self, batch: Ready) -> None:
+        """Hand ``batch`` over (in a posting thread); a refusal or a lost answer is its answer, not an error."""
+        try:
+            batch.answer = self.sender.backend.post(batch.envelope, batch.payload)
+        except (BatchFailed, BatchInDoubt) as err:
+            batch.answer = err
+
+    def settle(self, flight: Flight) -> None:
+        """Record what became of a batch sent on its way (in the send loop's thread, in the order they left)."""
+        batch: Ready = flight.batch
+        issue_id, ledger, report, ours = self.sender.issue.id, self.ledger, self.report, batch.claimed
+        if not flight.posted:  # nothing to post, or the pipeline stopped before
+            if ours and (batch.payload is not None or flight.error is not None):
+                ledger.release(batch.batch_id)  # claimed, and never left
+            if flight.error is not None:
+                raise flight.error
+            if flight.claimed:
+                self._account(batch)
+            return
+        self._account(batch)
+        batch_id, answer = batch.batch_id, flight.error or batch.answer
+        assert answer is not None  # a post that returns has its answer
+        mine = batch.readers  # most often: the claim took them all, the backend refused none
+        if len(ours) < len(mine) or batch.refused:
+            mine = [r for r in mine if r.key in ours and r.key not in batch.refused]
         # Written with the next claim: one commit a batch (see Ledger.record_batch).
         if isinstance(answer, BatchFailed):
             ledger.record_batch(issue_id, batch_id, FAILED, reason=answer.reason, with_next_claim=True)
@@ -184,6 +146,15 @@ class Batches:
                 report.failed.update({by_key[k]: why for k, why in answer.failed.items()})
             ledger.record_batch(issue_id, batch_id, SENT, message_id=answer.message_id, with_next_claim=True)
             report.sent += len(mine) - len(answer.failed)
+
+    def _account(self, batch: Ready) -> None:
+        """A claimed batch's readers that another sender has, and those the backend refused."""
+        ours, refused = batch.claimed, batch.refused
+        self.report.elsewhere += len(batch.readers) - len(ours)
+        if refused:
+            found = {r.email: why for r in batch.readers if r.key in ours and (why := refused.get(r.key))}
+            self.report.failed.update(found)
+        self.progress(len(batch.readers))
 
 
 class Dealer:
@@ -204,7 +175,8 @@ class Dealer:
         if batches is not None:
             ledger = batches.ledger
             self._inflight = InFlight(
-                sender.backend.post,
+                batches.claim,
+                batches.post,
                 batches.settle,
                 lambda: ledger.heartbeat(batches.run_id),
                 HEARTBEAT.total_seconds(),
@@ -225,16 +197,16 @@ class Dealer:
     def finish(self, order: Sequence[Selection]) -> None:
         """Hand over what is left, the selections in ``order`` first, and wait for the last answer."""
         rank = {selection: i for i, selection in enumerate(order)}
-        try:
-            for selection in sorted(self._open, key=lambda s: rank.get(s, len(rank))):
-                self._hand(selection)
-        finally:
-            self.close()
-
-    def close(self) -> None:
-        """Wait for the batches in the air and record their answers (also when the send stopped)."""
+        for selection in sorted(self._open, key=lambda s: rank.get(s, len(rank))):
+            self._hand(selection)
         if self._inflight is not None:
             self._inflight.wait()
+
+    def close(self) -> None:
+        """Stop: give back the batches claimed that never left, wait for those in the air and record
+        their answers (after ``finish``: nothing is left to do)."""
+        if self._inflight is not None:
+            self._inflight.wait(stop=True)
 
     def _hand(self, selection: Selection) -> None:
         readers, new = self._open.pop(selection)
@@ -243,17 +215,7 @@ class Dealer:
         if self.batches is None or self._inflight is None:
             self._check(readers, variant)
             return
-        ledger = self.batches.ledger
-        ledger.enqueue(self.sender.issue.id, new)  # held for the claim, which writes them as ours
-        ready = self.batches.claim_and_build(readers, variant)
-        if ready is None:
-            self.progress(len(readers))
-            return
-        try:
-            self._inflight.hand_over(ready)
-        except BaseException:
-            ledger.release(ready.batch_id)  # it never left
-            raise
+        self._inflight.hand_over(self.batches.build(readers, new, variant))
 
     def _check(self, readers: list[Addressee], variant: Variant) -> None:
         """A dry run's batch: built and validated, handed to nobody, written nowhere."""
@@ -268,7 +230,7 @@ class Dealer:
 
 def deliverable(backend: Backend, recipients: list[Recipient]) -> tuple[list[Recipient], dict[str, str]]:
     """The recipients the backend can take, and why it cannot take the others (by key)."""
-    refused = {r.key: why for r in recipients if (why := backend.refuse(r)) is not None}
+    refused = backend.refused(recipients)
     if not refused:
         return recipients, refused
     return [r for r in recipients if r.key not in refused], refused

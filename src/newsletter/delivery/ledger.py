@@ -34,7 +34,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 
 from newsletter.db import database_now, open_database
@@ -71,6 +71,10 @@ class Row:
     updated_at: datetime
 
 
+# Built once: a statement made for each claim was a millisecond of Python a batch.
+_BEAT = update(runs).where(runs.c.run_id == bindparam("run")).values(heartbeat_at=func.current_timestamp())
+
+
 class Ledger:
     """Outcomes per issue and address, with claims that cannot collide."""
 
@@ -102,7 +106,7 @@ class Ledger:
     def heartbeat(self, run_id: str) -> None:
         """The run's sign of life, for senders elsewhere (claims beat too)."""
         with self.engine.begin() as conn:
-            conn.execute(update(runs).where(runs.c.run_id == run_id).values(heartbeat_at=func.current_timestamp()))
+            conn.execute(_BEAT, {"run": run_id})
 
     def finish_run(self, run_id: str) -> None:
         with self._rows.transaction() as conn:  # and whatever is still held for a claim
@@ -192,8 +196,8 @@ class Ledger:
         claimable = [QUEUED, SKIPPED, FAILED] + ([IN_DOUBT] if resend_in_doubt else [])
         values = {"batch_id": batch_id, "run_id": run_id, "variant": variant}
         # A claim is also the run's sign of life: one commit, not two.
-        beat = update(runs).where(runs.c.run_id == run_id).values(heartbeat_at=func.current_timestamp())
-        ours = self._rows.claim(issue_id, emails, claimable, values, also=lambda conn: conn.execute(beat))
+        beat = {"run": run_id}
+        ours = self._rows.claim(issue_id, emails, claimable, values, also=lambda conn: conn.execute(_BEAT, beat))
         return [e for e in emails if e in ours]
 
     def release(self, batch_id: str) -> None:

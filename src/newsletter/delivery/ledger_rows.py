@@ -32,10 +32,8 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 
-from sqlalchemy import bindparam, func, update
 from sqlalchemy.engine import Connection, Engine
 
-from newsletter.db.schema import deliveries
 from newsletter.support.batches import chunks
 
 SENT, SKIPPED, FAILED, SENDING, IN_DOUBT, QUEUED = "sent", "skipped", "failed", "sending", "in_doubt", "queued"
@@ -55,16 +53,19 @@ class Rows:
         self.engine = engine
         self.postgres = engine.dialect.name == "postgresql"
         self._p = "%s" if self.postgres else "?"  # the driver's placeholder
-        self._outcomes: list[dict[str, str | None]] = []
+        self._outcomes: list[tuple[str, str | None, str | None, str]] = []  # status, message id, reason, batch
         self._queued: dict[tuple[str, str], None] = {}  # SQLite: (issue, address), in claim order
         self._skipped: list[tuple[str, str, str]] = []  # SQLite: (issue, reason, address)
         self._skipping: tuple[threading.Thread, list[BaseException]] | None = None  # PostgreSQL
+        # What is held is added to by the send loop and taken by the claiming thread.
+        self._lock = threading.Lock()
 
     # -- what is written ------------------------------------------------------
 
     def queue(self, issue_id: str, emails: Iterable[str]) -> None:
         """Hold readers to be written ``queued``: by their claim, as ours; the rest by the next transaction."""
-        self._queued.update(((issue_id, e), None) for e in emails)
+        with self._lock:
+            self._queued.update(((issue_id, e), None) for e in emails)
 
     def skip(self, issue_id: str, skipped: Iterable[tuple[str, str]]) -> None:
         """Readers not sent the issue, with why (address, reason).
@@ -75,8 +76,10 @@ class Rows:
         """
         rows = sorted((issue_id, reason, email) for email, reason in skipped)  # in the unique index's order
         if not self.postgres:
-            self._skipped += rows
-            if len(self._skipped) > SKIPPED_HELD:
+            with self._lock:
+                self._skipped += rows
+                over = len(self._skipped) > SKIPPED_HELD
+            if over:
                 with self._holding(list, None):
                     pass
             return
@@ -106,7 +109,8 @@ class Rows:
             raise failed[0]
 
     def hold_outcome(self, batch_id: str, status: str, message_id: str | None, reason: str | None) -> None:
-        self._outcomes.append({"o_batch": batch_id, "o_status": status, "o_id": message_id, "o_reason": reason})
+        with self._lock:
+            self._outcomes.append((status, message_id, reason, batch_id))
 
     @contextmanager
     def _bulk(self) -> Iterator[Connection]:
@@ -139,21 +143,28 @@ class Rows:
     ) -> Iterator[tuple[Connection, list[tuple[str, str]]]]:
         """A transaction that writes the held outcomes and the first ``skipped`` held skipped rows (None: all).
 
-        ``pick`` chooses the held queued rows the caller writes. What was
-        written is forgotten once committed: a failed transaction leaves it held.
+        ``pick`` chooses the held queued rows the caller writes. What it
+        writes is taken at once (another thread's transaction does not write
+        it too); a failed transaction leaves it held again.
         """
-        queued, outcomes = pick(), list(self._outcomes)
-        rows = self._skipped[:skipped]
-        with self.engine.begin() as conn:
-            if outcomes:
-                self._write_outcomes(conn, outcomes)
-            if rows:
-                self._insert_skipped(conn, rows)
-            yield conn, queued
-        del self._outcomes[: len(outcomes)]
-        del self._skipped[: len(rows)]
-        for key in queued:
-            del self._queued[key]
+        with self._lock:
+            queued, outcomes = pick(), self._outcomes[:]
+            rows = self._skipped[:skipped]
+            del self._outcomes[:], self._skipped[: len(rows)]
+            for key in queued:
+                del self._queued[key]
+        try:
+            with self.engine.begin() as conn:
+                if outcomes:
+                    self._write_outcomes(conn, outcomes)
+                if rows:
+                    self._insert_skipped(conn, rows)
+                yield conn, queued
+        except BaseException:
+            with self._lock:
+                self._outcomes[:0], self._skipped[:0] = outcomes, rows
+                self._queued.update(dict.fromkeys(queued))
+            raise
 
     def claim(
         self,
@@ -282,18 +293,14 @@ class Rows:
         for (issue_id, reason), emails in groups.items():
             conn.exec_driver_sql(sql, (issue_id, reason, self._addresses(emails)))
 
-    def _write_outcomes(self, conn: Connection, outcomes: list[dict[str, str | None]]) -> None:
-        conn.execute(
-            update(deliveries)
-            # By batch alone (batch ids are unique): with the issue too, PostgreSQL
-            # may also scan the issue's whole index while the table has no statistics.
-            .where(deliveries.c.batch_id == bindparam("o_batch"), deliveries.c.status == SENDING)
-            .values(
-                status=bindparam("o_status"),
-                message_id=bindparam("o_id"),
-                reason=bindparam("o_reason"),
-                updated_at=func.current_timestamp(),
-            ),
+    def _write_outcomes(self, conn: Connection, outcomes: list[tuple[str, str | None, str | None, str]]) -> None:
+        # By batch alone (batch ids are unique): with the issue too, PostgreSQL
+        # may also scan the issue's whole index while the table has no statistics.
+        # Driver SQL: an ``update()`` built for each batch was ~2 ms of Python a batch.
+        p = self._p
+        conn.exec_driver_sql(
+            f"UPDATE deliveries SET status = {p}, message_id = {p}, reason = {p}, updated_at = CURRENT_TIMESTAMP "
+            f"WHERE batch_id = {p} AND status = '{SENDING}'",
             outcomes,
         )
 

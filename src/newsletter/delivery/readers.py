@@ -82,7 +82,7 @@ def _stream_query(dialect: str) -> Any:
     # handing a batch over (up to a switch interval while it encodes a
     # request): 5,000 steps a chunk made the stream a third of the send loop.
     rows = chunk.subquery()
-    return select(func.json_group_array(func.json_array(*rows.c)))
+    return select(func.json_group_array(func.json_array(*rows.c)), func.max(rows.c.key))
 
 
 # key, email, name, topics, status, suppressed (why), the ledger's status and reason (None: no row)
@@ -117,10 +117,9 @@ def issue_readers(store: ReaderStore, issue_id: str, chunk: int = CHUNK) -> Iter
         yield rows
         if len(rows) < chunk:
             return
-        # The last in the database's order: PostgreSQL's rows come in it (its
-        # collation may not be Python's); SQLite compares as Python does, and
-        # an aggregate promises no order.
-        after = rows[-1][0] if postgres else max(row[0] for row in rows)
+        # The last in the database's order: PostgreSQL's rows come in it; an
+        # aggregate promises no order, so SQLite says which it is.
+        after = rows[-1][0] if postgres else found[0][1]
 
 
 _COMPILED: dict[str, tuple[str, Sequence[str] | None, dict[str, Any]]] = {}

@@ -196,7 +196,7 @@ def send(
     """The one way an issue is sent, by ``newsletter send`` and by the scheduler alike.
 
     prepare → sync the provider's suppressions (not in a dry run: it stays
-    offline) → plan the audience → ``go_ahead(plan)`` (the command shows the
+    offline) → plan the audience and render its variants → ``go_ahead(plan)`` (the command shows the
     plan and may ask; False stops here, and the report is None) → send.
     """
     sender, warnings = prepare(ws, checked)
@@ -207,6 +207,10 @@ def send(
         except SuppressionsUnavailable as err:
             warnings.append(f"suppressions not synced (the last synced copy is used): {err}")
     audience, problems = plan(ws, sender.issue, engine=ledger.engine, strict=strict)
+    # Every variant rendered before the first email leaves: a selection whose
+    # template fails stops the send before anyone has the issue.
+    for selection in audience.groups:
+        sender.variant(selection)
     planned = Plan(sender, audience, problems, warnings, synced)
     if not go_ahead(planned):
         return planned, None

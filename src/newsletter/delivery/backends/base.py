@@ -82,6 +82,12 @@ class Backend(ABC):
         """
         return None
 
+    def refused(self, recipients: Sequence[Recipient]) -> dict[str, str]:
+        """Why this backend cannot deliver to each of ``recipients`` it refuses (by key; ``refuse``)."""
+        if type(self).refuse is Backend.refuse:  # refuses nobody: not asked once a reader
+            return {}
+        return {r.key: why for r in recipients if (why := self.refuse(r)) is not None}
+
     def send(self, envelope: Envelope, recipients: Sequence[Recipient]) -> Outcome:
         return self.post(envelope, self.build(envelope, recipients))
 
