@@ -86,7 +86,6 @@ class Batches:
     def claim(self, batch: Ready) -> bool:
         """Claim ``batch`` (in the claiming thread): is anything of it ours to post?"""
         issue_id, ledger = self.sender.issue.id, self.ledger
-        ledger.enqueue(issue_id, batch.new)  # held for the claim, which writes them as ours
         claimed = ledger.claim(
             issue_id,
             [r.key for r in batch.readers],
@@ -94,6 +93,7 @@ class Batches:
             batch_id=batch.batch_id,
             variant=batch.variant,
             resend_in_doubt=self.resend_in_doubt,
+            new=batch.new,  # written by the claim, as ours
         )
         batch.claimed = ours = frozenset(claimed)
         if refused := {key: why for key, why in batch.refused.items() if key in ours}:

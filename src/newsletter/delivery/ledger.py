@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -49,6 +50,8 @@ __all__ = ["FAILED", "HEARTBEAT", "IN_DOUBT", "QUEUED", "RUN_LEASE", "SENDING", 
 # at every claim and at least every HEARTBEAT while a request is in flight.
 RUN_LEASE = timedelta(minutes=10)
 HEARTBEAT = timedelta(minutes=1)
+# How often claims beat the run's heartbeat too.
+BEAT_EVERY = 5.0
 # SQLite caps bound parameters per statement; stay well under it.
 PARAMETERS = 500
 
@@ -82,11 +85,13 @@ class Ledger:
         """Open the database at ``url``, creating or upgrading its schema (ConfigError if it cannot)."""
         self.engine: Engine = open_database(url)
         self._rows = Rows(self.engine)
+        self._beaten: dict[str, float] = {}  # run -> when a claim last beat its heartbeat (monotonic)
 
     # -- runs -----------------------------------------------------------------
 
     def start_run(self, issue_id: str) -> str:
         run_id = uuid.uuid4().hex
+        self._beaten[run_id] = time.monotonic()  # the row's heartbeat is now
         with self.engine.begin() as conn:
             conn.execute(
                 insert(runs).values(
@@ -185,19 +190,26 @@ class Ledger:
         batch_id: str,
         variant: str,
         resend_in_doubt: bool = False,
+        new: Sequence[str] = (),
     ) -> list[str]:
         """Take the addresses that are queued, skipped or failed and that no one else holds; return those now ours.
 
-        Readers with no row yet must be given to ``enqueue`` first: the claim
-        inserts them as ours. On PostgreSQL rows another claim holds are
+        Readers with no row yet must be given to ``enqueue`` first, or as
+        ``new``: the claim inserts them as ours. On PostgreSQL rows another claim holds are
         skipped, never waited for; a reader another claim is inserting at
         that moment is waited for until it commits, then left to it.
         """
         claimable = [QUEUED, SKIPPED, FAILED] + ([IN_DOUBT] if resend_in_doubt else [])
         values = {"batch_id": batch_id, "run_id": run_id, "variant": variant}
-        # A claim is also the run's sign of life: one commit, not two.
-        beat = {"run": run_id}
-        ours = self._rows.claim(issue_id, emails, claimable, values, also=lambda conn: conn.execute(_BEAT, beat))
+        # A claim is also the run's sign of life, in its transaction (one commit,
+        # not two); every few seconds is plenty for a lease of minutes, and a
+        # statement fewer in most claims.
+        beat, now = {"run": run_id}, time.monotonic()
+        beats = now - self._beaten.get(run_id, -BEAT_EVERY) >= BEAT_EVERY
+        if beats:
+            self._beaten[run_id] = now
+        also = (lambda conn: conn.execute(_BEAT, beat)) if beats else None
+        ours = self._rows.claim(issue_id, emails, claimable, values, also, new)
         return [e for e in emails if e in ours]
 
     def release(self, batch_id: str) -> None:

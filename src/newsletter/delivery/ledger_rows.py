@@ -14,13 +14,15 @@ Three kinds, each with what makes it cheap on each database:
   claim (``hold_outcome``), one commit a batch instead of two.
 
 The send streams its readers (``delivery.readers``) and records them as it
-goes. A batch's new readers are held (``queue``) and written straight as
-``sending`` by its own claim: one write a row, where a ``queued`` row would
-be written only to be changed a moment later (on PostgreSQL that halved a
-batch's time in the database). Readers held but not claimed are written
-``queued`` by the next transaction (``flush``). The ``skipped`` are written
-a chunk at a time: on SQLite a slice with each claim (or on their own once
-too many wait), on PostgreSQL in a thread of their own while the batches go.
+goes. A batch's new readers are given to its claim (or held for it:
+``queue``) and written straight as ``sending`` by it: one write a row,
+where a ``queued`` row would be written only to be changed a moment later
+(on PostgreSQL that halved a batch's time in the database). Readers held
+but not claimed are written ``queued`` by the next transaction (``flush``). The ``skipped`` are written
+a chunk at a time, never by a claim (claims come one after the other, and
+each one's statements wait for Python's lock): on SQLite 20,000 at a time
+in a transaction of their own, on PostgreSQL in a thread of their own while
+the batches go.
 Rows are written sorted by address, so that two runs writing the same
 readers take row locks in one order and cannot deadlock.
 """
@@ -40,9 +42,8 @@ SENT, SKIPPED, FAILED, SENDING, IN_DOUBT, QUEUED = "sent", "skipped", "failed", 
 # Readers recorded per transaction on PostgreSQL: a second run recording the
 # same readers at once waits for one chunk, not all.
 RECORD_CHUNK = 5000
-# Skipped readers written with each claim on SQLite (~1 ms of the claim)...
-SKIPPED_A_CLAIM = 1000
-# ... and at once, in a transaction of their own, when more than this many wait (memory stays flat).
+# Skipped readers written at once on SQLite, in a transaction of their own,
+# when more than this many wait (memory stays flat).
 SKIPPED_HELD = 20_000
 
 
@@ -74,8 +75,8 @@ class Rows:
         go: rows of readers this run does not claim, in transactions of
         their own, so they hold up no claim (``wait_for_skipped``).
         """
-        rows = sorted((issue_id, reason, email) for email, reason in skipped)  # in the unique index's order
-        if not self.postgres:
+        rows = [(issue_id, reason, email) for email, reason in skipped]
+        if not self.postgres:  # one writer at a time: no order to keep
             with self._lock:
                 self._skipped += rows
                 over = len(self._skipped) > SKIPPED_HELD
@@ -83,6 +84,7 @@ class Rows:
                 with self._holding(list, None):
                     pass
             return
+        rows.sort()  # in the unique index's order (see claim)
         self.wait_for_skipped()
         failed: list[BaseException] = []
 
@@ -172,13 +174,14 @@ class Rows:
         emails: Sequence[str],
         claimable: list[str],
         values: dict[str, str],
-        also: Callable[[Connection], object],
+        also: Callable[[Connection], object] | None,
+        new: Sequence[str] = (),
     ) -> set[str]:
         """Claim for ``values`` (batch_id, run_id, variant) the readers of ``emails`` in a ``claimable`` status.
 
         One transaction, one commit: what is held for it (the answers to the
-        batches before; on SQLite a slice of skipped readers), ``also`` (the
-        run's heartbeat), the claim.
+        batches before), ``also`` (the run's heartbeat, if due), the claim. ``new``: readers with no row yet, as if
+        held (``queue``) for this claim.
         """
         batch_id, run_id, variant = values["batch_id"], values["run_id"], values["variant"]
 
@@ -189,20 +192,26 @@ class Rows:
         # claim inserted a moment before waits for that claim to commit (a few
         # milliseconds, never a request), then leaves it to them.
         def ours_to_write() -> list[tuple[str, str]]:
-            return sorted((issue_id, e) for e in emails if (issue_id, e) in self._queued)
+            if not self._queued:
+                return []
+            return [(issue_id, e) for e in emails if (issue_id, e) in self._queued]
 
-        with self._holding(ours_to_write, 0 if self.postgres else SKIPPED_A_CLAIM) as (conn, new):
-            also(conn)
+        with self._holding(ours_to_write, 0) as (conn, held):
+            if also is not None:
+                also(conn)
+            inserting = sorted({*new, *(e for _, e in held)}) if held else sorted(new)
             if self.postgres:
-                return self._claim_postgres(conn, issue_id, emails, claimable, [e for _, e in new], values)
+                return self._claim_postgres(conn, issue_id, emails, claimable, inserting, values)
             inserted = 0
-            if new:
+            if inserting:
                 inserted = conn.exec_driver_sql(
                     "INSERT INTO deliveries (issue_id, email, status, variant, batch_id, run_id, updated_at) "
                     "SELECT ?, value, ?, ?, ?, ?, CURRENT_TIMESTAMP FROM json_each(?) WHERE true "
                     "ON CONFLICT (issue_id, email) DO NOTHING",
-                    (issue_id, SENDING, variant, batch_id, run_id, json.dumps([e for _, e in new])),
+                    (issue_id, SENDING, variant, batch_id, run_id, json.dumps(inserting)),
                 ).rowcount
+            if inserted == len(emails):  # all of them new, and ours: SQLite has one writer at a time
+                return set(emails)
             if inserted < len(emails):  # readers with a row already (skipped, failed...)
                 marks = ", ".join("?" * len(claimable))
                 conn.exec_driver_sql(

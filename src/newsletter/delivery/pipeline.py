@@ -13,27 +13,43 @@ Python's lock, so the send loop's own work goes on meanwhile: with the
 claim made in the send loop, its commit and statements came one after the
 other with the building, half the loop's time.
 
-The caller hands a batch over (``hand_over``) once fewer than
-connections + 1 are on their way, waiting meanwhile for the oldest answer
-and settling it: so at most connections + 1 batches are ever claimed and
-unanswered (what a kill can leave in doubt), and answers are settled in
-the order the batches left, in the caller's thread.
+The caller hands a batch over (``hand_over``) and goes on building the
+next, up to ``AHEAD`` batches ahead of those claimed; then it waits for
+the oldest answer and settles it. Answers are settled in the order the
+batches left, in the caller's thread. The claiming thread claims a batch
+only once a posting thread has taken the one before: so at most one
+claimed batch waits for a connection, and at most connections + 1 batches
+are ever claimed and unanswered (what a kill can leave in doubt).
 
 A stage that raises stops the pipeline (``stopping``): batches not yet
 claimed are not, batches claimed and not yet posted are not posted (the
 caller gives them back when it settles them), and posts under way finish.
 A batch's expected failures (refused, in doubt) are answers, not raised.
+
+While batches are on their way the process hands Python's lock round more
+often (``quick_turns``): a stage back from the database or the network
+takes it within half a millisecond, not the five a busy send loop would
+otherwise keep it (each claim comes back for it six times; measured, the
+send loop ~12% faster on SQLite).
 """
 
 from __future__ import annotations
 
 import queue
+import sys
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 Stage = Callable[[Any], None]
+# Python's lock is handed over after this many seconds (Python's own: 0.005).
+TURN = 0.0005
+# Batches built and not yet claimed that the caller may hand over: it does
+# not wait for an answer while there is work for it (it waited a third of
+# its time with none).
+AHEAD = 2
 
 
 class Flight:
@@ -72,11 +88,12 @@ class InFlight:
         self._to_claim: queue.SimpleQueue[Flight | None] = queue.SimpleQueue()
         self._to_post: queue.SimpleQueue[Flight | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
+        self._room = threading.Semaphore(1)  # a claimed batch may wait for a connection
         self.stopping = False
 
     def hand_over(self, batch: Any) -> None:
         """Send ``batch`` on its way once there is room (the oldest answers waited for and settled)."""
-        while len(self._flying) > self._slots:
+        while len(self._flying) > self._slots + AHEAD:
             self._settle_oldest()
         if not self._threads:
             self._start(self._claiming, "newsletter-claim")
@@ -112,7 +129,10 @@ class InFlight:
 
     def _claiming(self) -> None:
         while (flight := self._to_claim.get()) is not None:
+            if not self.stopping:
+                self._room.acquire()  # once the batch claimed before has gone to a connection
             if self.stopping:
+                self._room.release()
                 flight.done.set()
                 continue
             try:
@@ -121,12 +141,14 @@ class InFlight:
             except BaseException as err:  # handed to the caller's thread, which raises it
                 flight.error, self.stopping, more = err, True, False
             if more:
-                self._to_post.put(flight)
+                self._to_post.put(flight)  # the posting thread that takes it makes room
             else:
+                self._room.release()
                 flight.done.set()
 
     def _posting(self) -> None:
         while (flight := self._to_post.get()) is not None:
+            self._room.release()
             if not self.stopping:
                 flight.posted = True
                 try:
@@ -141,3 +163,14 @@ class InFlight:
             self._beat()
         self._flying.popleft()
         self._settle(flight)
+
+
+@contextmanager
+def quick_turns() -> Iterator[None]:
+    """Python's lock handed round every ``TURN`` seconds meanwhile, for every thread of the process."""
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(min(before, TURN))
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(before)

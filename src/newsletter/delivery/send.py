@@ -25,6 +25,7 @@ from newsletter.delivery.backends.base import Backend, Envelope, Recipient
 from newsletter.delivery.handover import Batches, Dealer
 from newsletter.delivery.ledger import FAILED, IN_DOUBT, QUEUED, SENDING, SENT, SKIPPED, Ledger
 from newsletter.delivery.links import Links
+from newsletter.delivery.pipeline import quick_turns
 from newsletter.delivery.readers import addressees, issue_readers, reader_store
 from newsletter.errors import (
     BatchFailed,
@@ -246,11 +247,12 @@ def send_issue(
             _settle_in_doubt(sender, ledger, store)
         batches = None if run_id is None else Batches(sender, ledger, report, run_id, resend_in_doubt, progress)
         dealer = Dealer(sender, report, batches, progress)
-        try:
-            _deal(audience, store, dealer, ledger if run_id is not None else None, resend_in_doubt, progress)
-            dealer.finish(list(audience.groups))
-        finally:
-            dealer.close()
+        with quick_turns():
+            try:
+                _deal(audience, store, dealer, ledger if run_id is not None else None, resend_in_doubt, progress)
+                dealer.finish(list(audience.groups))
+            finally:
+                dealer.close()
     finally:
         store.close()
         if run_id is not None:
