@@ -8,6 +8,7 @@ turns into doubt. (A kill is different: tests/test_send.py.)
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -44,6 +45,7 @@ class Scripted(NullBackend):
         fail_once: Callable[[], bool] = lambda: True,
     ) -> None:
         self.fail_once = fail_once  # the build that fails waits for this first
+        self.interval = 0.0  # Python's switch interval during the last post
         self.builds = self.posts = 0
         self.build_fails_at, self.post_fails_at = build_fails_at, post_fails_at
         self.error = error or RuntimeError("boom")
@@ -67,6 +69,7 @@ class Scripted(NullBackend):
         return super().build(envelope, recipients)
 
     def post(self, envelope: Envelope, payload: Any) -> Outcome:
+        self.interval = sys.getswitchinterval()
         with self.lock:
             self.posts += 1
             self.running += 1
@@ -98,7 +101,10 @@ def run(
 
 def test_the_next_batch_is_built_while_a_request_is_in_the_air(newsletter: Newsletter, use_database: str) -> None:
     backend = Scripted()
+    before = sys.getswitchinterval()
     report, ledger = run(newsletter, backend)
+    # Python's lock handed round more often while batches are on their way, and only then
+    assert backend.interval <= 0.0005 < before and sys.getswitchinterval() == before
     assert report is not None and report.sent == 45 and ledger.counts("2030-01") == {SENT: 45}
     assert backend.in_air == [0, 1, 1, 1, 1]  # every build but the first overlapped a post
     assert backend.posts == 5 and backend.peak == 1  # one request at a time
