@@ -18,33 +18,31 @@ goes. A batch's new readers are given to its claim (or held for it:
 ``queue``) and written straight as ``sending`` by it: one write a row,
 where a ``queued`` row would be written only to be changed a moment later
 (on PostgreSQL that halved a batch's time in the database). Readers held
-but not claimed are written ``queued`` by the next transaction (``flush``). The ``skipped`` are written
-a chunk at a time, never by a claim (claims come one after the other, and
-each one's statements wait for Python's lock): on SQLite 20,000 at a time
-in a transaction of their own, on PostgreSQL in a thread of their own while
-the batches go.
-Rows are written sorted by address, so that two runs writing the same
+but not claimed are written ``queued`` by the next transaction (``flush``).
+The ``skipped`` are written by a thread of their own while the batches go,
+5,000 a transaction, never by a claim (claims come one after the other) nor
+by the send loop. Rows are written sorted by address, so that two runs writing the same
 readers take row locks in one order and cannot deadlock.
 """
 
 from __future__ import annotations
 
 import json
+import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
+from functools import partial
 
 from sqlalchemy.engine import Connection, Engine
 
 from newsletter.support.batches import chunks
 
 SENT, SKIPPED, FAILED, SENDING, IN_DOUBT, QUEUED = "sent", "skipped", "failed", "sending", "in_doubt", "queued"
-# Readers recorded per transaction on PostgreSQL: a second run recording the
-# same readers at once waits for one chunk, not all.
+# Skipped readers written per transaction: a second run recording the same
+# readers at once waits for one chunk, not all; on SQLite a claim waits for
+# one chunk's transaction at most.
 RECORD_CHUNK = 5000
-# Skipped readers written at once on SQLite, in a transaction of their own,
-# when more than this many wait (memory stays flat).
-SKIPPED_HELD = 20_000
 
 
 class Rows:
@@ -56,8 +54,7 @@ class Rows:
         self._p = "%s" if self.postgres else "?"  # the driver's placeholder
         self._outcomes: list[tuple[str, str | None, str | None, str]] = []  # status, message id, reason, batch
         self._queued: dict[tuple[str, str], None] = {}  # SQLite: (issue, address), in claim order
-        self._skipped: list[tuple[str, str, str]] = []  # SQLite: (issue, reason, address)
-        self._skipping: tuple[threading.Thread, list[BaseException]] | None = None  # PostgreSQL
+        self._writer = _Writer(self._bulk)  # the skipped readers
         # What is held is added to by the send loop and taken by the claiming thread.
         self._lock = threading.Lock()
 
@@ -71,44 +68,17 @@ class Rows:
     def skip(self, issue_id: str, skipped: Iterable[tuple[str, str]]) -> None:
         """Readers not sent the issue, with why (address, reason).
 
-        On PostgreSQL written in a thread of their own, while the batches
-        go: rows of readers this run does not claim, in transactions of
-        their own, so they hold up no claim (``wait_for_skipped``).
+        Written by a thread of their own while the batches go, a chunk a
+        transaction: rows of readers this run does not claim, so they hold
+        up no claim, nor the send loop (``wait_for_writes``).
         """
-        rows = [(issue_id, reason, email) for email, reason in skipped]
-        if not self.postgres:  # one writer at a time: no order to keep
-            with self._lock:
-                self._skipped += rows
-                over = len(self._skipped) > SKIPPED_HELD
-            if over:
-                with self._holding(list, None):
-                    pass
-            return
-        rows.sort()  # in the unique index's order (see claim)
-        self.wait_for_skipped()
-        failed: list[BaseException] = []
+        rows = sorted((issue_id, reason, email) for email, reason in skipped)  # in the unique index's order
+        for chunk in chunks(rows, RECORD_CHUNK):
+            self._writer.put(partial(self._insert_skipped, rows=chunk))
 
-        def write() -> None:
-            try:
-                for chunk in chunks(rows, RECORD_CHUNK):
-                    with self._bulk() as conn:
-                        self._insert_skipped(conn, chunk)
-            except BaseException as err:  # raised by wait_for_skipped, in the caller's thread
-                failed.append(err)
-
-        thread = threading.Thread(target=write, name="newsletter-skipped", daemon=True)
-        thread.start()
-        self._skipping = (thread, failed)
-
-    def wait_for_skipped(self) -> None:
-        """Wait for the skipped readers being written (PostgreSQL), and raise what stopped that."""
-        if self._skipping is None:
-            return
-        thread, failed = self._skipping
-        thread.join()
-        self._skipping = None
-        if failed:
-            raise failed[0]
+    def wait_for_writes(self) -> None:
+        """Wait for the skipped readers being written, and raise what stopped that."""
+        self._writer.drain()
 
     def hold_outcome(self, batch_id: str, status: str, message_id: str | None, reason: str | None) -> None:
         with self._lock:
@@ -116,34 +86,35 @@ class Rows:
 
     @contextmanager
     def _bulk(self) -> Iterator[Connection]:
-        """A PostgreSQL transaction of readers' rows that need not wait for the disk.
+        """A transaction of readers' rows that need not wait for the disk.
 
-        Without waiting for its commit to be flushed (``synchronous_commit``):
-        a crash can lose those rows only with what came after them, claims
-        included, which do wait; and a run records its readers again.
+        On PostgreSQL it does not wait for its commit to be flushed
+        (``synchronous_commit``): a crash can lose those rows only with what
+        came after them, claims included, which do wait; and a run records
+        its readers again. (SQLite's setting is the connection's, not the
+        transaction's: there it waits, in the writing thread.)
         """
         with self.engine.begin() as conn:
-            conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+            if self.postgres:
+                conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
             yield conn
 
     @property
     def held(self) -> bool:
-        return bool(self._outcomes or self._queued or self._skipped or self._skipping)
+        return bool(self._outcomes or self._queued or self._writer.busy)
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
         """A transaction that first writes everything held (and waits for the skipped readers being written)."""
-        self.wait_for_skipped()
-        with self._holding(lambda: list(self._queued), None) as (conn, queued):
+        self.wait_for_writes()
+        with self._holding(lambda: list(self._queued)) as (conn, queued):
             for issue_id, emails in _by_issue(queued).items():
                 self._insert_queued(conn, issue_id, sorted(emails))  # in one order: see claim
             yield conn
 
     @contextmanager
-    def _holding(
-        self, pick: Callable[[], list[tuple[str, str]]], skipped: int | None
-    ) -> Iterator[tuple[Connection, list[tuple[str, str]]]]:
-        """A transaction that writes the held outcomes and the first ``skipped`` held skipped rows (None: all).
+    def _holding(self, pick: Callable[[], list[tuple[str, str]]]) -> Iterator[tuple[Connection, list[tuple[str, str]]]]:
+        """A transaction that first writes the held outcomes.
 
         ``pick`` chooses the held queued rows the caller writes. What it
         writes is taken at once (another thread's transaction does not write
@@ -151,20 +122,17 @@ class Rows:
         """
         with self._lock:
             queued, outcomes = pick(), self._outcomes[:]
-            rows = self._skipped[:skipped]
-            del self._outcomes[:], self._skipped[: len(rows)]
+            del self._outcomes[:]
             for key in queued:
                 del self._queued[key]
         try:
             with self.engine.begin() as conn:
                 if outcomes:
                     self._write_outcomes(conn, outcomes)
-                if rows:
-                    self._insert_skipped(conn, rows)
                 yield conn, queued
         except BaseException:
             with self._lock:
-                self._outcomes[:0], self._skipped[:0] = outcomes, rows
+                self._outcomes[:0] = outcomes
                 self._queued.update(dict.fromkeys(queued))
             raise
 
@@ -196,7 +164,7 @@ class Rows:
                 return []
             return [(issue_id, e) for e in emails if (issue_id, e) in self._queued]
 
-        with self._holding(ours_to_write, 0) as (conn, held):
+        with self._holding(ours_to_write) as (conn, held):
             if also is not None:
                 also(conn)
             inserting = sorted({*new, *(e for _, e in held)}) if held else sorted(new)
@@ -312,6 +280,48 @@ class Rows:
             f"WHERE batch_id = {p} AND status = '{SENDING}'",
             outcomes,
         )
+
+
+class _Writer:
+    """A thread that writes, in order and each in a transaction of its own, what a send need not wait for.
+
+    At most a few jobs wait (``put`` blocks beyond them): memory stays flat.
+    """
+
+    def __init__(self, transaction: Callable[[], AbstractContextManager[Connection]]) -> None:
+        self._transaction = transaction
+        self._jobs: queue.Queue[Callable[[Connection], object]] = queue.Queue(maxsize=4)
+        self._failed: list[BaseException] = []
+        self._thread: threading.Thread | None = None
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._jobs.unfinished_tasks or self._failed)
+
+    def put(self, job: Callable[[Connection], object]) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="newsletter-skipped", daemon=True)
+            self._thread.start()
+        self._jobs.put(job)
+
+    def drain(self) -> None:
+        """Wait for every job put; raise the first error one raised (the jobs after it were not run)."""
+        self._jobs.join()
+        if self._failed:
+            failed, self._failed = self._failed[0], []
+            raise failed
+
+    def _run(self) -> None:
+        while True:
+            job = self._jobs.get()
+            try:
+                if not self._failed:
+                    with self._transaction() as conn:
+                        job(conn)
+            except BaseException as err:  # raised by drain, in the caller's thread
+                self._failed.append(err)
+            finally:
+                self._jobs.task_done()
 
 
 def _by_issue(keys: list[tuple[str, str]]) -> dict[str, list[str]]:
