@@ -97,6 +97,19 @@ def test_draft_and_invalid_issues_are_refused(samples: Newsletter, use_database:
     assert samples.outbox("2021-03") == []
 
 
+def test_a_variant_that_fails_to_render_stops_the_send_before_anyone_has_the_issue(
+    samples: Newsletter, use_database: str
+) -> None:
+    # Only the variants of one summary break; the full issue's, sent first, would have gone.
+    template = samples.root / "templates" / "email.txt.j2"
+    text = template.read_text(encoding="utf-8")
+    template.write_text("{% if summaries|length == 1 %}{{ no_such_value.at_all }}{% endif %}" + text, encoding="utf-8")
+    result = samples.cli("send", "2021-07", "--yes")
+    assert result.exit_code == 1
+    assert "templates/email.txt.j2:1: UndefinedError" in result.stderr and "Traceback" not in result.stderr
+    assert samples.outbox("2021-07") == [] and Ledger(use_database).counts("2021-07") == {}
+
+
 def test_dry_run_hands_nothing_over_and_writes_no_ledger(samples: Newsletter, use_database: str) -> None:
     result = samples.cli("send", "2021-07", "--dry-run")
     assert result.exit_code == 0
