@@ -180,14 +180,14 @@ class Rows:
                 ).rowcount
             if inserted == len(emails):  # all of them new, and ours: SQLite has one writer at a time
                 return set(emails)
-            if inserted < len(emails):  # readers with a row already (skipped, failed...)
-                marks = ", ".join("?" * len(claimable))
-                conn.exec_driver_sql(
-                    "UPDATE deliveries SET status = ?, variant = ?, batch_id = ?, run_id = ?, reason = NULL, "
-                    f"updated_at = CURRENT_TIMESTAMP WHERE issue_id = ? AND status IN ({marks}) "
-                    "AND email IN (SELECT value FROM json_each(?))",
-                    (SENDING, variant, batch_id, run_id, issue_id, *claimable, json.dumps(emails)),
-                )
+            # Readers with a row already (skipped, failed...): taken if claimable.
+            marks = ", ".join("?" * len(claimable))
+            conn.exec_driver_sql(
+                "UPDATE deliveries SET status = ?, variant = ?, batch_id = ?, run_id = ?, reason = NULL, "
+                f"updated_at = CURRENT_TIMESTAMP WHERE issue_id = ? AND status IN ({marks}) "
+                "AND email IN (SELECT value FROM json_each(?))",
+                (SENDING, variant, batch_id, run_id, issue_id, *claimable, json.dumps(emails)),
+            )
             # What is ours comes back as one JSON array, not a row each: each
             # row is a step that lets go of Python's lock and waits to take it
             # back from the thread handing a batch over.

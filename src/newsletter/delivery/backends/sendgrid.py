@@ -140,17 +140,14 @@ def validate(payload: dict[str, Any], *, people: int | None = None) -> None:
         raise PayloadError(f"request of {_size(payload):,} bytes is over SendGrid's {MAX_REQUEST_BYTES:,}")
 
 
-def _substitutions(r: Recipient) -> dict[str, str]:
-    """One reader's values: escaped for the HTML part's tags, as written for the text part's.
-
-    (``build`` spells this out in its loop: it runs for every reader of a send.)
-    """
-    name = r.name.strip() or "reader"
+def _substitutions(name: str, preferences_url: str) -> dict[str, str]:
+    """One reader's values: escaped for the HTML part's tags, as written for the text part's."""
+    shown = name.strip() or "reader"
     return {
-        NAME_HTML: html.escape(name, quote=True),
-        NAME_TEXT: name,
-        PREFERENCES_HTML: html.escape(r.preferences_url, quote=True),
-        PREFERENCES_TEXT: r.preferences_url,
+        NAME_HTML: html.escape(shown, quote=True),
+        NAME_TEXT: shown,
+        PREFERENCES_HTML: html.escape(preferences_url, quote=True),
+        PREFERENCES_TEXT: preferences_url,
     }
 
 
@@ -207,7 +204,8 @@ class SendGridBackend(Backend):
             # SendGrid's Mail Send takes ASCII addresses only (no SMTPUTF8); an
             # internationalised domain already reaches us in its xn-- form.
             return "SendGrid cannot deliver to an address with non-ASCII characters before the @ (SMTPUTF8)"
-        if len(recipient.name) > SHORT_NAME and not _fits(_substitutions(recipient), MAX_SUBSTITUTION_BYTES):
+        substitutions = _substitutions(recipient.name, recipient.preferences_url)
+        if len(recipient.name) > SHORT_NAME and not _fits(substitutions, MAX_SUBSTITUTION_BYTES):
             return f"the name is over SendGrid's {MAX_SUBSTITUTION_BYTES} bytes of substitutions"
         return None
 
@@ -222,16 +220,9 @@ class SendGridBackend(Backend):
         """The JSON body of one request; raises PayloadError if SendGrid would refuse it."""
         personalizations: list[dict[str, Any]] = []
         add = personalizations.append
-        escape = html.escape
-        # One loop a reader of a send: the fields unpacked, no helper called (see _substitutions).
+        # Fields unpacked, not read by name: this loop runs for every reader of a send.
         for email, name, _, _, preferences, _ in recipients:
-            shown = name.strip() or "reader"
-            substitutions = {
-                NAME_HTML: escape(shown),
-                NAME_TEXT: shown,
-                PREFERENCES_HTML: escape(preferences),
-                PREFERENCES_TEXT: preferences,
-            }
+            substitutions = _substitutions(name, preferences)
             if len(name) > SHORT_NAME and not _fits(substitutions, MAX_SUBSTITUTION_BYTES):
                 raise PayloadError(f"substitutions over {MAX_SUBSTITUTION_BYTES} bytes for {email}")
             add({"to": [{"email": email, "name": name} if name else {"email": email}], "substitutions": substitutions})
