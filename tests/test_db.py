@@ -164,6 +164,69 @@ def test_a_database_at_the_previous_revision_is_upgraded_with_every_row(database
     assert [row[:-1] for row in after["scheduler_lease"]] == before["scheduler_lease"]
 
 
+# The revision before deliveries were keyed by issue and reader, and rows a release at it wrote.
+BEFORE_DELIVERIES_KEY = "9d573b877520"
+LEDGER_ROWS = [  # issue, address, status, reason, variant, batch, run, message id
+    ("2030-01", "a@x.org", "sent", None, "all", "b1", "r1", "m1"),
+    ("2030-01", "b@x.org", "skipped", "unsubscribed", None, None, None, None),
+    ("2030-01", "c@x.org", "failed", "refused", "01", "b2", "r1", None),
+    ("2030-02", "a@x.org", "queued", None, None, None, None, None),
+]
+
+
+def test_a_ledger_keyed_by_a_surrogate_id_is_keyed_by_issue_and_reader_with_every_row(database_url: str) -> None:
+    engine = connect(database_url)
+    with engine.begin() as conn:
+        command.upgrade(alembic_config(conn), BEFORE_DELIVERIES_KEY)
+        for row in reversed(LEDGER_ROWS):  # ids in another order than the key's
+            conn.execute(
+                text(
+                    "INSERT INTO deliveries (issue_id, email, status, reason, variant, batch_id, run_id, "
+                    "message_id, updated_at) VALUES (:i, :e, :s, :r, :v, :b, :run, :m, :now)"
+                ),
+                dict(zip(("i", "e", "s", "r", "v", "b", "run", "m"), row, strict=True))
+                | {"now": datetime(2030, 1, 1, 9, tzinfo=UTC)},
+            )
+    engine.dispose()
+
+    with Ledger(database_url) as ledger:
+        assert revision(ledger.engine) == HEAD and differences(ledger.engine) == []
+        names = {c["name"] for c in inspect(ledger.engine).get_columns("deliveries")}
+        assert "id" not in names
+        assert inspect(ledger.engine).get_pk_constraint("deliveries")["constrained_columns"] == ["issue_id", "email"]
+        assert [row[:8] for row in dump_any(database_url)["deliveries"]] == LEDGER_ROWS
+        # claims find rows by the key: the failed reader and the queued one are taken, the sent one is not
+        run = ledger.start_run("2030-01")
+        assert ledger.claim("2030-01", ["a@x.org", "c@x.org"], run_id=run, batch_id="b3", variant="all") == ["c@x.org"]
+        assert ledger.claim("2030-02", ["a@x.org"], run_id=run, batch_id="b4", variant="all") == ["a@x.org"]
+        # a row with an answer pending is in the batch index; a skipped row is not (no batch)
+        with ledger.engine.connect() as conn:
+            where = conn.exec_driver_sql(
+                "SELECT indexdef FROM pg_indexes WHERE indexname = 'deliveries_batch'"
+                if ledger.engine.dialect.name == "postgresql"
+                else "SELECT sql FROM sqlite_master WHERE name = 'deliveries_batch'"
+            ).scalar_one()
+            if ledger.engine.dialect.name == "postgresql":  # half-full pages: an answer beside its claim
+                options = conn.exec_driver_sql("SELECT reloptions FROM pg_class WHERE relname = 'deliveries'")
+                assert options.scalar_one() == ["fillfactor=50"]
+        assert "batch_id IS NOT NULL" in where
+        ledger.finish_run(run)
+
+    # and back: the rows kept, each with an id again
+    engine = connect(database_url)
+    with engine.begin() as conn:
+        command.downgrade(alembic_config(conn), BEFORE_DELIVERIES_KEY)
+    engine.dispose()
+    rows = dump_any(database_url)["deliveries"]
+    assert sorted(row[0] for row in rows) == [1, 2, 3, 4]
+    assert sorted((row[1], row[2], row[3]) for row in rows) == [
+        ("2030-01", "a@x.org", "sent"),
+        ("2030-01", "b@x.org", "skipped"),
+        ("2030-01", "c@x.org", "sending"),
+        ("2030-02", "a@x.org", "sending"),
+    ]
+
+
 def _open(db: str, start: multiprocessing.synchronize.Event) -> None:
     start.wait(30)
     Ledger(db).close()
@@ -203,7 +266,9 @@ def test_a_database_of_the_previous_release_is_upgraded_with_every_row(tmp_path:
         assert revision(ledger.engine) == HEAD
         assert differences(ledger.engine) == []
     after = dump(path)
-    # every row kept; runs gained pid_space last (NULL: judged by host name, as that release did)
+    # every row kept; runs gained pid_space last (NULL: judged by host name, as that release did);
+    # deliveries lost their surrogate id, first
+    before["deliveries"] = [row[1:] for row in before["deliveries"]]
     grown = {"runs"}
     kept = {name: [row[: len(row) - (name in grown)] for row in rows] for name, rows in after.items() if name in before}
     assert kept == before and all(row[-1] is None for row in after["runs"])

@@ -31,7 +31,7 @@ from newsletter.errors import ConfigError
 if TYPE_CHECKING:
     from alembic.config import Config
 
-HEAD = "9d573b877520"
+HEAD = "a3c58e1f6b20"
 MIGRATIONS = Path(__file__).with_name("migrations")
 VERSION_TABLE = "alembic_version"
 # Any fixed number: the advisory lock that PostgreSQL sessions migrating this database take turns on.

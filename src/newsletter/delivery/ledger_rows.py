@@ -221,16 +221,16 @@ class Rows:
             # Rows that exist (skipped, failed... or another sender's): taken
             # only if claimable, skipping those another transaction holds
             # (never waiting). Spelt out as one index look-up an address
-            # (LATERAL), then by primary key: with a join or IN, the planner
-            # scans the whole issue's rows when the table has no statistics yet.
+            # (LATERAL), then by key: with a join or IN, the planner scans
+            # the whole issue's rows when the table has no statistics yet.
             ours.update(
                 conn.exec_driver_sql(
                     "UPDATE deliveries SET status = %s, variant = %s, batch_id = %s, run_id = %s, reason = NULL, "
-                    "updated_at = CURRENT_TIMESTAMP WHERE id = ANY(ARRAY("
-                    "SELECT x.id FROM unnest(%s::text[]) AS r(email) CROSS JOIN LATERAL ("
-                    "SELECT d.id FROM deliveries AS d WHERE d.issue_id = %s AND d.email = r.email "
+                    "updated_at = CURRENT_TIMESTAMP WHERE issue_id = %s AND email = ANY(ARRAY("
+                    "SELECT x.email FROM unnest(%s::text[]) AS r(email) CROSS JOIN LATERAL ("
+                    "SELECT d.email FROM deliveries AS d WHERE d.issue_id = %s AND d.email = r.email "
                     "AND d.status = ANY(%s::text[]) FOR UPDATE SKIP LOCKED) AS x)) RETURNING email",
-                    (SENDING, variant, batch_id, run_id, rest, issue_id, claimable),
+                    (SENDING, variant, batch_id, run_id, issue_id, rest, issue_id, claimable),
                 ).scalars()
             )
         return ours
