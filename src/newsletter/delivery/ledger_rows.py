@@ -218,21 +218,29 @@ class Rows:
             )
         rest = [e for e in emails if e not in ours]
         if rest:
-            # Rows that exist (skipped, failed... or another sender's): taken
-            # only if claimable, skipping those another transaction holds
-            # (never waiting). Spelt out as one index look-up an address
-            # (LATERAL), then by key: with a join or IN, the planner scans
-            # the whole issue's rows when the table has no statistics yet.
-            ours.update(
+            # Rows that exist (skipped, failed... or another sender's): locked
+            # if claimable, skipping those another transaction holds (never
+            # waiting), one index look-up an address (LATERAL); then each
+            # updated by its key. One UPDATE for them all would be planned
+            # from the table's statistics, which during a send say the issue
+            # has next to no rows: as a scan of the issue's every row, for
+            # each batch. A statement per row is one look-up whatever the
+            # statistics, and locked rows are the ones it finds.
+            locked = list(
                 conn.exec_driver_sql(
-                    "UPDATE deliveries SET status = %s, variant = %s, batch_id = %s, run_id = %s, reason = NULL, "
-                    "updated_at = CURRENT_TIMESTAMP WHERE issue_id = %s AND email = ANY(ARRAY("
                     "SELECT x.email FROM unnest(%s::text[]) AS r(email) CROSS JOIN LATERAL ("
                     "SELECT d.email FROM deliveries AS d WHERE d.issue_id = %s AND d.email = r.email "
-                    "AND d.status = ANY(%s::text[]) FOR UPDATE SKIP LOCKED) AS x)) RETURNING email",
-                    (SENDING, variant, batch_id, run_id, issue_id, rest, issue_id, claimable),
+                    "AND d.status = ANY(%s::text[]) FOR UPDATE SKIP LOCKED) AS x",
+                    (rest, issue_id, claimable),
                 ).scalars()
             )
+            if locked:
+                conn.exec_driver_sql(
+                    "UPDATE deliveries SET status = %s, variant = %s, batch_id = %s, run_id = %s, reason = NULL, "
+                    "updated_at = CURRENT_TIMESTAMP WHERE issue_id = %s AND email = %s",
+                    [(SENDING, variant, batch_id, run_id, issue_id, e) for e in locked],
+                )
+                ours.update(locked)
         return ours
 
     # -- the statements -------------------------------------------------------------
