@@ -271,6 +271,35 @@ def test_a_claim_of_readers_another_claim_is_inserting_waits_for_it_then_leaves_
     assert owners == {"a@x.org": "theirs", "b@x.org": "mine"}
 
 
+def test_reports_read_beside_a_write_in_progress_without_waiting_for_it(database_url: str) -> None:
+    # `newsletter status` during a send: its reads must neither queue behind a
+    # claim nor hold the next one up. On SQLite every transaction of the
+    # ledger's engine takes the write lock first (BEGIN IMMEDIATE).
+    ledger = Ledger(database_url)
+    run = ledger.start_run("2030-01")
+    assert claim(ledger, ["a@x.org", "b@x.org"], run, "b1", new=["a@x.org", "b@x.org"]) == ["a@x.org", "b@x.org"]
+    ledger.record_batch("2030-01", "b1", SENT, message_id="m1")
+    ledger.flush()
+    found: list[object] = []
+
+    def report() -> None:
+        found.append(ledger.counts("2030-01"))
+        found.append([row.email for row in ledger.rows("2030-01", [SENT])])
+
+    with ledger.engine.connect() as writer:  # a claim under way: holds the lock, not yet committed
+        writer.execute(update(deliveries).where(deliveries.c.email == "a@x.org").values(status=FAILED))
+        reader = threading.Thread(target=report)
+        reader.start()
+        reader.join(timeout=10)
+        done_while_writing = not reader.is_alive()
+        writer.rollback()
+    reader.join()
+    assert done_while_writing
+    assert found == [{SENT: 2}, ["a@x.org", "b@x.org"]]  # what was committed
+    ledger.finish_run(run)
+    ledger.close()
+
+
 def test_a_new_ledger_opens_while_another_process_writes_the_file(tmp_path: Path) -> None:
     # Two `send`s started together on a new database: one is still writing in
     # rollback mode when the other switches the file to WAL. SQLite refuses

@@ -32,7 +32,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.engine import Engine
 
 from newsletter.audience.choices import (
@@ -52,6 +52,7 @@ from newsletter.audience.personalise import Tally
 from newsletter.audience.subscribers import Status, Subscriber, SubscriberList, read_subscribers
 from newsletter.audience.sync import WRITES, FileSync
 from newsletter.content.taxonomy import Taxonomy
+from newsletter.db import snapshot_reads
 from newsletter.db.schema import readers, suppressions
 from newsletter.errors import Problem
 from newsletter.support import collector
@@ -67,15 +68,7 @@ class ReaderStore:
     def __init__(self, engine: Engine, token: Callable[[str], str]) -> None:
         self.engine = engine
         self._token = token
-        # Reads take no lock. The database's engine starts every SQLite transaction
-        # with BEGIN IMMEDIATE (the write lock, for the ledger's claims), so a page
-        # that only looks a reader up would queue behind every save; in WAL mode a
-        # plain connection reads a snapshot beside the writer instead.
-        database = engine.url.database
-        if engine.dialect.name == "sqlite" and database and database != ":memory:":
-            self.reads = create_engine(engine.url, connect_args={"timeout": 60.0})
-        else:
-            self.reads = engine
+        self.reads = snapshot_reads(engine)  # a page that only looks a reader up queues behind no save
         self.files = FileSync(engine, self.reads, token)
 
     def close(self) -> None:

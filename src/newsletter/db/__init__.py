@@ -8,6 +8,6 @@ engine (APScheduler's job store alone connects by itself, to its own table).
 May import: ``newsletter.settings``, ``newsletter.errors``, ``newsletter.support``.
 """
 
-from newsletter.db.engine import database_now, open_database
+from newsletter.db.engine import database_now, open_database, snapshot_reads
 
-__all__ = ["database_now", "open_database"]
+__all__ = ["database_now", "open_database", "snapshot_reads"]

@@ -68,6 +68,22 @@ def connect(url: str) -> Engine:
     return engine
 
 
+def snapshot_reads(engine: Engine) -> Engine:
+    """An engine for reads that take no lock: ``engine`` itself, or on a SQLite file a plain one of its own.
+
+    ``connect`` starts every SQLite transaction with BEGIN IMMEDIATE (the
+    write lock, for the ledger's claims), so a read through it (a page
+    looking a reader up, ``newsletter status`` during a send) would queue
+    behind every write and hold writers up while it reads. In WAL mode a
+    plain connection reads a snapshot beside the writer instead. Its opener
+    disposes of it when it is not ``engine``.
+    """
+    database = engine.url.database
+    if engine.dialect.name == "sqlite" and database and database != ":memory:":
+        return create_engine(engine.url, connect_args={"timeout": PATIENCE})
+    return engine
+
+
 def database_now(conn: Connection) -> datetime:
     """The database's clock, in UTC.
 

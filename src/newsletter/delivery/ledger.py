@@ -38,7 +38,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 
-from newsletter.db import database_now, open_database
+from newsletter.db import database_now, open_database, snapshot_reads
 from newsletter.db.schema import deliveries, runs, suppressions
 from newsletter.delivery.ledger_rows import FAILED, IN_DOUBT, QUEUED, SENDING, SENT, SKIPPED, Rows
 from newsletter.support.batches import chunks
@@ -84,6 +84,8 @@ class Ledger:
     def __init__(self, url: str) -> None:
         """Open the database at ``url``, creating or upgrading its schema (ConfigError if it cannot)."""
         self.engine: Engine = open_database(url)
+        # Reports and look-ups read beside a send's claims: never queued behind them, nor holding them up.
+        self.reads = snapshot_reads(self.engine)
         self._rows = Rows(self.engine)
         self._beaten: dict[str, float] = {}  # run -> when a claim last beat its heartbeat (monotonic)
 
@@ -164,7 +166,7 @@ class Ledger:
         topics), so to the send loop they are the same as no row at all.
         """
         self.flush()
-        with self.engine.connect() as conn:
+        with self.reads.connect() as conn:
             return dict(
                 conn.execute(
                     select(deliveries.c.email, deliveries.c.status).where(
@@ -299,14 +301,14 @@ class Ledger:
                 )
 
     def suppressed(self) -> dict[str, str]:
-        with self.engine.connect() as conn:
+        with self.reads.connect() as conn:
             return dict(conn.execute(select(suppressions.c.email, suppressions.c.reason)).all())
 
     # -- reports ----------------------------------------------------------------
 
     def counts(self, issue_id: str) -> dict[str, int]:
         self.flush()
-        with self.engine.connect() as conn:
+        with self.reads.connect() as conn:
             rows = conn.execute(
                 select(deliveries.c.status, func.count())
                 .where(deliveries.c.issue_id == issue_id)
@@ -316,7 +318,7 @@ class Ledger:
 
     def rows(self, issue_id: str, statuses: Sequence[str]) -> list[Row]:
         self.flush()
-        with self.engine.connect() as conn:
+        with self.reads.connect() as conn:
             result = conn.execute(
                 select(
                     deliveries.c.email,
@@ -333,6 +335,8 @@ class Ledger:
 
     def close(self) -> None:
         self.flush()
+        if self.reads is not self.engine:
+            self.reads.dispose()
         self.engine.dispose()
 
     def __enter__(self) -> Ledger:

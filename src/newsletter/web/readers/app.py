@@ -384,7 +384,8 @@ class ReadersApp:
 
     async def healthz(self, request: Request) -> Response:
         def check() -> None:
-            with self.ledger.engine.connect() as conn:
+            # Through the reads engine: a probe every few seconds must not take SQLite's write lock.
+            with self.ledger.reads.connect() as conn:
                 conn.exec_driver_sql("SELECT 1")
 
         await run_in_threadpool(check)
