@@ -256,9 +256,13 @@ def test_a_claim_of_readers_another_claim_is_inserting_waits_for_it_then_leaves_
             updated_at=datetime.now(UTC),
         )
     )
-    ledger.enqueue("2030-01", ["a@x.org", "b@x.org"])
     got: list[list[str]] = []
-    mine = threading.Thread(target=lambda: got.append(claim(ledger, ["a@x.org", "b@x.org"], run, "mine")), daemon=True)
+
+    def claim_new() -> None:  # as a send claims readers it found with no row
+        emails = ["a@x.org", "b@x.org"]
+        got.append(ledger.claim("2030-01", emails, run_id=run, batch_id="mine", variant="all", new=emails))
+
+    mine = threading.Thread(target=claim_new, daemon=True)
     mine.start()
     mine.join(timeout=0.5)
     assert mine.is_alive() and got == []  # waiting for the other claim's commit

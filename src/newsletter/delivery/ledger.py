@@ -2,14 +2,18 @@
 
 Every reader of an issue has at most one row. Its status moves
 
-    (none) ──enqueue──▶ queued ──claim──▶ sending ──▶ sent | failed
-    skipped / failed ──────claim──────▶    │
-                                  process died ▼
+    (none) ─────────────────claim───▶ sending ──▶ sent | failed
+    queued / skipped / failed ──claim───▶    │
+                                process died ▼
                                          in_doubt ──(--resend-in-doubt)──▶ sending
 
-A run records its readers as it streams them (``enqueue``: ``queued``, and
-``skipped`` with the reason) and claims them batch by batch, each just
-before the batch is handed to the provider. A claim is one transaction: an
+(``queued``: recorded, not yet claimed: ``enqueue``, or a claim given back
+by ``release``.)
+
+A run records its readers as it streams them (``skipped`` with the
+reason) and claims the others batch by batch, each just before the batch
+is handed to the provider (a reader with no row yet is inserted by the
+claim, as ours: ``new``). A claim is one transaction: an
 insert of the readers with no row yet, which the unique index lets only one
 claim make, and a conditional update of the others, so two processes
 sending the same issue can never both own a reader. On PostgreSQL the
@@ -176,11 +180,7 @@ class Ledger:
             )
 
     def enqueue(self, issue_id: str, emails: Iterable[str]) -> None:
-        """Record readers about to be sent the issue (``queued``), unless they already have a row.
-
-        Held until their claim, which writes them as ``sending`` (``ledger_rows``);
-        the rest by the next transaction or ``flush``.
-        """
+        """Record readers about to be sent the issue (``queued``), unless they already have a row."""
         self._rows.queue(issue_id, emails)
 
     def claim(
@@ -197,7 +197,7 @@ class Ledger:
         """Take the addresses that are queued, skipped or failed and that no one else holds; return those now ours.
 
         Readers with no row yet must be given to ``enqueue`` first, or as
-        ``new``: the claim inserts them as ours. On PostgreSQL rows another claim holds are
+        ``new``: the claim inserts those as ours. On PostgreSQL rows another claim holds are
         skipped, never waited for; a reader another claim is inserting at
         that moment is waited for until it commits, then left to it.
         """
@@ -261,7 +261,7 @@ class Ledger:
             self.flush()
 
     def flush(self) -> None:
-        """Write what is held for the next claim (``record_batch``; on SQLite, ``enqueue`` and ``record_skipped``)."""
+        """Write what is held for the next claim (``record_batch``) and wait for the skipped readers being written."""
         if self._rows.held:
             with self._rows.transaction():
                 pass

@@ -14,12 +14,10 @@ Three kinds, each with what makes it cheap on each database:
   claim (``hold_outcome``), one commit a batch instead of two.
 
 The send streams its readers (``delivery.readers``) and records them as it
-goes. A batch's new readers are given to its claim (or held for it:
-``queue``) and written straight as ``sending`` by it: one write a row,
-where a ``queued`` row would be written only to be changed a moment later
-(on PostgreSQL that halved a batch's time in the database). Readers held
-but not claimed are written ``queued`` by the next transaction (``flush``).
-The ``skipped`` are written by a thread of their own while the batches go,
+goes. A batch's new readers are given to its claim (``new``) and written
+straight as ``sending`` by it: one write a row, where a ``queued`` row
+would be written only to be changed a moment later (on PostgreSQL that
+halved a batch's time in the database). The ``skipped`` are written by a thread of their own while the batches go,
 5,000 a transaction, never by a claim (claims come one after the other) nor
 by the send loop. Rows are written sorted by address, so that two runs writing the same
 readers take row locks in one order and cannot deadlock.
@@ -53,17 +51,16 @@ class Rows:
         self.postgres = engine.dialect.name == "postgresql"
         self._p = "%s" if self.postgres else "?"  # the driver's placeholder
         self._outcomes: list[tuple[str, str | None, str | None, str]] = []  # status, message id, reason, batch
-        self._queued: dict[tuple[str, str], None] = {}  # SQLite: (issue, address), in claim order
         self._writer = _Writer(self._bulk)  # the skipped readers
-        # What is held is added to by the send loop and taken by the claiming thread.
+        # The answers held are added to by the send loop and taken by the claiming thread.
         self._lock = threading.Lock()
 
     # -- what is written ------------------------------------------------------
 
     def queue(self, issue_id: str, emails: Iterable[str]) -> None:
-        """Hold readers to be written ``queued``: by their claim, as ours; the rest by the next transaction."""
-        with self._lock:
-            self._queued.update(((issue_id, e), None) for e in emails)
+        """Write readers ``queued``, unless they have a row (sorted: see ``claim``)."""
+        with self.transaction() as conn:
+            self._insert_queued(conn, issue_id, sorted(set(emails)))
 
     def skip(self, issue_id: str, skipped: Iterable[tuple[str, str]]) -> None:
         """Readers not sent the issue, with why (address, reason).
@@ -101,39 +98,33 @@ class Rows:
 
     @property
     def held(self) -> bool:
-        return bool(self._outcomes or self._queued or self._writer.busy)
+        return bool(self._outcomes or self._writer.busy)
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
         """A transaction that first writes everything held (and waits for the skipped readers being written)."""
         self.wait_for_writes()
-        with self._holding(lambda: list(self._queued)) as (conn, queued):
-            for issue_id, emails in _by_issue(queued).items():
-                self._insert_queued(conn, issue_id, sorted(emails))  # in one order: see claim
+        with self._holding() as conn:
             yield conn
 
     @contextmanager
-    def _holding(self, pick: Callable[[], list[tuple[str, str]]]) -> Iterator[tuple[Connection, list[tuple[str, str]]]]:
+    def _holding(self) -> Iterator[Connection]:
         """A transaction that first writes the held outcomes.
 
-        ``pick`` chooses the held queued rows the caller writes. What it
-        writes is taken at once (another thread's transaction does not write
-        it too); a failed transaction leaves it held again.
+        They are taken at once (another thread's transaction does not write
+        them too); a failed transaction leaves them held again.
         """
         with self._lock:
-            queued, outcomes = pick(), self._outcomes[:]
+            outcomes = self._outcomes[:]
             del self._outcomes[:]
-            for key in queued:
-                del self._queued[key]
         try:
             with self.engine.begin() as conn:
                 if outcomes:
                     self._write_outcomes(conn, outcomes)
-                yield conn, queued
+                yield conn
         except BaseException:
             with self._lock:
                 self._outcomes[:0] = outcomes
-                self._queued.update(dict.fromkeys(queued))
             raise
 
     def claim(
@@ -148,8 +139,8 @@ class Rows:
         """Claim for ``values`` (batch_id, run_id, variant) the readers of ``emails`` in a ``claimable`` status.
 
         One transaction, one commit: what is held for it (the answers to the
-        batches before), ``also`` (the run's heartbeat, if due), the claim. ``new``: readers with no row yet, as if
-        held (``queue``) for this claim.
+        batches before), ``also`` (the run's heartbeat, if due), the claim.
+        ``new``: readers with no row yet, inserted as ours.
         """
         batch_id, run_id, variant = values["batch_id"], values["run_id"], values["variant"]
 
@@ -159,15 +150,10 @@ class Rows:
         # deadlock; on PostgreSQL a sender inserting a reader that another's
         # claim inserted a moment before waits for that claim to commit (a few
         # milliseconds, never a request), then leaves it to them.
-        def ours_to_write() -> list[tuple[str, str]]:
-            if not self._queued:
-                return []
-            return [(issue_id, e) for e in emails if (issue_id, e) in self._queued]
-
-        with self._holding(ours_to_write) as (conn, held):
+        inserting = sorted(new)
+        with self._holding() as conn:
             if also is not None:
                 also(conn)
-            inserting = sorted({*new, *(e for _, e in held)}) if held else sorted(new)
             if self.postgres:
                 return self._claim_postgres(conn, issue_id, emails, claimable, inserting, values)
             inserted = 0
@@ -330,10 +316,3 @@ class _Writer:
                 self._failed.append(err)
             finally:
                 self._jobs.task_done()
-
-
-def _by_issue(keys: list[tuple[str, str]]) -> dict[str, list[str]]:
-    found: dict[str, list[str]] = {}
-    for issue_id, email in keys:
-        found.setdefault(issue_id, []).append(email)
-    return found
