@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, cast
 
 from sqlalchemy import and_, bindparam, func, null, select
-from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.engine import Connection, Dialect, Engine
 
 from newsletter.audience.choices import merged
 from newsletter.audience.personalise import Addressee
@@ -110,12 +110,12 @@ def issue_readers(store: ReaderStore, issue_id: str, chunk: int = CHUNK) -> Iter
                 found = cursor.fetchall()
             finally:
                 cursor.close()
-        postgres = conn.dialect.name == "postgresql"
-        rows = cast(list[Streamed], found if postgres else json.loads(found[0][0]))
-        if not rows:
-            return
-        if postgres:
-            rows = _with_ledger(store, issue_id, after, rows)
+            postgres = conn.dialect.name == "postgresql"
+            rows = cast(list[Streamed], found if postgres else json.loads(found[0][0]))
+            if not rows:
+                return
+            if postgres:
+                rows = _with_ledger(conn, issue_id, after, rows)
         yield rows
         if len(rows) < chunk:
             return
@@ -130,12 +130,10 @@ def issue_readers(store: ReaderStore, issue_id: str, chunk: int = CHUNK) -> Iter
 _LEDGER = "SELECT email, status, reason FROM deliveries WHERE issue_id = %s AND email > %s AND email <= %s"
 
 
-def _with_ledger(store: ReaderStore, issue_id: str, after: str, rows: list[Streamed]) -> list[Streamed]:
+def _with_ledger(conn: Connection, issue_id: str, after: str, rows: list[Streamed]) -> list[Streamed]:
     """A PostgreSQL chunk with what the ledger has for its readers."""
-    with store.reads.connect() as conn:
-        had = {
-            email: (status, why) for email, status, why in conn.exec_driver_sql(_LEDGER, (issue_id, after, rows[-1][0]))
-        }
+    ledger = conn.exec_driver_sql(_LEDGER, (issue_id, after, rows[-1][0]))
+    had = {email: (status, why) for email, status, why in ledger}
     if not had:  # a first run: the rows as they came
         return rows
     return [row if (found := had.get(row[0])) is None else (*row[:6], *found) for row in rows]

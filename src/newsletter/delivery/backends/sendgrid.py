@@ -204,8 +204,8 @@ class SendGridBackend(Backend):
             # SendGrid's Mail Send takes ASCII addresses only (no SMTPUTF8); an
             # internationalised domain already reaches us in its xn-- form.
             return "SendGrid cannot deliver to an address with non-ASCII characters before the @ (SMTPUTF8)"
-        substitutions = _substitutions(recipient.name, recipient.preferences_url)
-        if len(recipient.name) > SHORT_NAME and not _fits(substitutions, MAX_SUBSTITUTION_BYTES):
+        long = len(recipient.name) > SHORT_NAME  # a short name always fits: its values are not made
+        if long and not _fits(_substitutions(recipient.name, recipient.preferences_url), MAX_SUBSTITUTION_BYTES):
             return f"the name is over SendGrid's {MAX_SUBSTITUTION_BYTES} bytes of substitutions"
         return None
 
