@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import shutil
 import sqlite3
@@ -194,12 +195,16 @@ def test_a_ledger_keyed_by_a_surrogate_id_is_keyed_by_issue_and_reader_with_ever
         names = {c["name"] for c in inspect(ledger.engine).get_columns("deliveries")}
         assert "id" not in names
         assert inspect(ledger.engine).get_pk_constraint("deliveries")["constrained_columns"] == ["issue_id", "email"]
-        assert [row[:8] for row in dump_any(database_url)["deliveries"]] == LEDGER_ROWS
+        # every row kept; the skipped reader's now in the issue's sheet of skipped readers
+        assert [row[:8] for row in dump_any(database_url)["deliveries"]] == [
+            r for r in LEDGER_ROWS if r[2] != "skipped"
+        ]
+        assert [(r.email, r.reason) for r in ledger.rows("2030-01", ["skipped"])] == [("b@x.org", "unsubscribed")]
         # claims find rows by the key: the failed reader and the queued one are taken, the sent one is not
         run = ledger.start_run("2030-01")
         assert ledger.claim("2030-01", ["a@x.org", "c@x.org"], run_id=run, batch_id="b3", variant="all") == ["c@x.org"]
         assert ledger.claim("2030-02", ["a@x.org"], run_id=run, batch_id="b4", variant="all") == ["a@x.org"]
-        # a row with an answer pending is in the batch index; a skipped row is not (no batch)
+        # a row with an answer pending is in the batch index; one with no batch is not
         with ledger.engine.connect() as conn:
             where = conn.exec_driver_sql(
                 "SELECT indexdef FROM pg_indexes WHERE indexname = 'deliveries_batch'"
@@ -269,6 +274,12 @@ def test_a_database_of_the_previous_release_is_upgraded_with_every_row(tmp_path:
     # every row kept; runs gained pid_space last (NULL: judged by host name, as that release did);
     # deliveries lost their surrogate id, first
     before["deliveries"] = [row[1:] for row in before["deliveries"]]
+    # and skipped readers are kept a range of addresses a row (here one, for every address)
+    moved = [row for row in before["deliveries"] if row[2] == "skipped"]
+    before["deliveries"] = [row for row in before["deliveries"] if row[2] != "skipped"]
+    assert [
+        (issue, after_key, last_key, json.loads(readers)) for issue, after_key, last_key, readers, _ in after["skips"]
+    ] == [(row[0], "", None, {row[3]: [row[1]]}) for row in moved]
     grown = {"runs"}
     kept = {name: [row[: len(row) - (name in grown)] for row in rows] for name, rows in after.items() if name in before}
     assert kept == before and all(row[-1] is None for row in after["runs"])

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
-from newsletter.db.schema import deliveries, runs
+from newsletter.db.schema import deliveries, runs, skips
 from newsletter.delivery.ledger import FAILED, IN_DOUBT, QUEUED, RUN_LEASE, SENDING, SENT, SKIPPED, Ledger
 from newsletter.support.processes import pid_space
 
@@ -41,31 +41,52 @@ def test_claim_is_exclusive_and_sent_is_final(database_url: str) -> None:
     assert ledger.claim("2030-02", ["a@x.org"], run_id=run, batch_id="b4", variant="all") == ["a@x.org"]
 
 
-def test_skipped_rows_are_claimable_and_never_overwrite_sent(database_url: str) -> None:
+def test_skipped_readers_are_claimable_and_never_hide_a_sent_one(database_url: str) -> None:
     ledger = Ledger(database_url)
     run = ledger.start_run("2030-01")
     ledger.enqueue("2030-01", ["a@x.org", "c@x.org"])
     claim(ledger, ["a@x.org"], run, "b1")
     ledger.record_batch("2030-01", "b1", SENT)
-    # c was queued by a run, then left its topics: skipped now
-    ledger.record_skipped("2030-01", [("a@x.org", "unsubscribed"), ("b@x.org", "no match"), ("c@x.org", "no match")])
+    # the whole list skipped: a (sent already), b, and c, queued by a run, then left its topics
+    sheet = {"unsubscribed": ["a@x.org"], "no match": ["b@x.org", "c@x.org"]}
+    ledger.record_skipped("2030-01", "", None, sheet, stale=["c@x.org"])
     assert ledger.statuses("2030-01") == {"a@x.org": SENT}  # skipped counts as "no row" for sending
-    assert [(r.email, r.reason) for r in ledger.rows("2030-01", [SKIPPED])] == [
-        ("b@x.org", "no match"),
-        ("c@x.org", "no match"),
+    assert [(r.email, r.status, r.reason) for r in ledger.rows("2030-01", [SKIPPED, SENT])] == [
+        ("a@x.org", SENT, None),
+        ("b@x.org", SKIPPED, "no match"),
+        ("c@x.org", SKIPPED, "no match"),  # its queued row is gone
     ]
-    assert claim(ledger, ["b@x.org"], run, "b2") == ["b@x.org"]
+    assert ledger.rows("2030-01", [SKIPPED])[0].updated_at.tzinfo is not None
+    # not a row: to a claim, a reader skipped is one with no row yet
+    taken = ledger.claim("2030-01", ["b@x.org"], run_id=run, batch_id="b2", variant="all", new=["b@x.org"])
+    assert taken == ["b@x.org"]
+    assert ledger.counts("2030-01") == {SENT: 1, SENDING: 1, SKIPPED: 1}
+    assert ledger.counts("2030-02") == {}
 
 
-def test_a_skip_recorded_again_is_not_rewritten_unless_its_reason_changed(database_url: str) -> None:
+def test_a_range_noted_again_replaces_what_was_noted_there_and_keeps_the_rest(database_url: str) -> None:
     ledger = Ledger(database_url)
-    ledger.record_skipped("2030-01", [("a@x.org", "no match"), ("b@x.org", "no match")])
-    ledger.flush()  # on SQLite skipped rows wait for a claim or a read
-    with ledger.engine.begin() as conn:
-        conn.execute(update(deliveries).values(updated_at=datetime(2030, 1, 1, tzinfo=UTC)))
-    ledger.record_skipped("2030-01", [("a@x.org", "no match"), ("b@x.org", "unsubscribed")])
-    changed = {r.email: (r.reason, r.updated_at.year) for r in ledger.rows("2030-01", [SKIPPED])}
-    assert changed == {"a@x.org": ("no match", 2030), "b@x.org": ("unsubscribed", datetime.now(UTC).year)}
+    ledger.record_skipped("2030-01", "", "m", {"no match": ["a@x.org", "b@x.org", "k@x.org"]})
+    ledger.record_skipped("2030-01", "m", None, {"no match": ["p@x.org", "z@x.org"], "unsubscribed": ["q@x.org"]})
+
+    def noted() -> list[tuple[str, str | None]]:
+        return [(r.email, r.reason) for r in ledger.rows("2030-01", [SKIPPED])]
+
+    # a later run, its chunks cut elsewhere: (c, r] now holds k alone, for another reason
+    ledger.record_skipped("2030-01", "c@x.org", "r", {"unsubscribed": ["k@x.org"]})
+    assert noted() == [
+        ("a@x.org", "no match"),
+        ("b@x.org", "no match"),
+        ("k@x.org", "unsubscribed"),
+        ("z@x.org", "no match"),
+    ]
+    with ledger.engine.connect() as conn:  # the ranges still do not overlap
+        ranges = conn.execute(select(skips.c.after_key, skips.c.last_key).order_by(skips.c.after_key)).all()
+    assert ranges == [("", "c@x.org"), ("c@x.org", "r"), ("r", None)]
+    # a range to the end of the list, with nobody skipped in it
+    ledger.record_skipped("2030-01", "a@x.org", None, {})
+    assert noted() == [("a@x.org", "no match")]
+    assert ledger.counts("2030-01") == {SKIPPED: 1}
 
 
 def test_addresses_refused_in_an_accepted_batch_are_failed_and_retried(database_url: str) -> None:

@@ -31,7 +31,7 @@ from newsletter.errors import ConfigError
 if TYPE_CHECKING:
     from alembic.config import Config
 
-HEAD = "a3c58e1f6b20"
+HEAD = "e5f0b7c2d913"
 MIGRATIONS = Path(__file__).with_name("migrations")
 VERSION_TABLE = "alembic_version"
 # Any fixed number: the advisory lock that PostgreSQL sessions migrating this database take turns on.

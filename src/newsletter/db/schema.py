@@ -9,6 +9,8 @@ The tables, and who writes them:
 
 - ``deliveries``: one row per issue and reader, the send ledger's outcomes
   (``newsletter.delivery.ledger`` tells its statuses).
+- ``skips``: the readers a send skipped, with why: one row per range of
+  addresses the send streamed (``newsletter.delivery.skips``).
 - ``runs``: one row per send, so that claims left by a dead run are found.
 - ``suppressions``: the email provider's do-not-send lists, copied locally.
 - ``schedule_send_at``: which ``send_at`` times the scheduler has acted on.
@@ -58,6 +60,21 @@ deliveries = Table(
     # Half-full pages: a claimed row's answer goes beside it, an update that
     # touches no index (PostgreSQL's HOT update).
     postgresql_with={"fillfactor": 50},
+)
+
+# Half of a send's readers are skipped, and a row each was as dear as a
+# reader sent (a row and an index entry): a third of the database server's
+# work in a send. So they are kept a range of addresses a row: the range
+# (after_key, last_key] as the send streamed it, and its skipped readers.
+skips = Table(
+    "skips",
+    metadata,
+    Column("issue_id", String(16), nullable=False),
+    Column("after_key", String(320), nullable=False),  # the range's start, not in it ("": from the first)
+    Column("last_key", String(320)),  # its end, in it (None: to the last reader)
+    Column("readers", Text, nullable=False),  # JSON: reason -> the readers' keys
+    Column("written_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("issue_id", "after_key", name="one_sheet_per_range"),
 )
 
 runs = Table(

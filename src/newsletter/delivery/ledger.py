@@ -3,15 +3,16 @@
 Every reader of an issue has at most one row. Its status moves
 
     (none) ─────────────────claim───▶ sending ──▶ sent | failed
-    queued / skipped / failed ──claim───▶    │
+    queued / failed ────────────claim───▶    │
                                 process died ▼
                                          in_doubt ──(--resend-in-doubt)──▶ sending
 
 (``queued``: recorded, not yet claimed: ``enqueue``, or a claim given back
 by ``release``.)
 
-A run records its readers as it streams them (``skipped`` with the
-reason) and claims the others batch by batch, each just before the batch
+A run records the readers it skips as it streams them, with the reason, a
+range of addresses at a time (``skips``: not rows here, and to a claim the
+same as no row), and claims the others batch by batch, each just before the batch
 is handed to the provider (a reader with no row yet is inserted by the
 claim, as ours: ``new``). A claim is one transaction: an
 insert of the readers with no row yet, which the unique index lets only one
@@ -44,7 +45,9 @@ from sqlalchemy.engine import Connection, Engine
 
 from newsletter.db import database_now, open_database, snapshot_reads
 from newsletter.db.schema import deliveries, runs, suppressions
+from newsletter.delivery import skips
 from newsletter.delivery.ledger_rows import FAILED, IN_DOUBT, QUEUED, SENDING, SENT, SKIPPED, Rows
+from newsletter.delivery.skips import Sheet
 from newsletter.support.batches import chunks
 from newsletter.support.processes import alive, ours_to_check, pid_space, start_time
 
@@ -266,9 +269,17 @@ class Ledger:
             with self._rows.transaction():
                 pass
 
-    def record_skipped(self, issue_id: str, skipped: Iterable[tuple[str, str]]) -> None:
-        """Note why readers are not sent the issue, unless they have a row of another kind (sent...)."""
-        self._rows.skip(issue_id, skipped)
+    def record_skipped(
+        self, issue_id: str, after: str, upto: str | None, skipped: Sheet, stale: Sequence[str] = ()
+    ) -> None:
+        """Note which readers of the addresses in (after, upto] are not sent the issue and why (reason -> keys).
+
+        ``upto`` None: to the last address. It replaces what was noted for
+        those addresses before; a reader with a row of another kind (sent...)
+        is that row. ``stale``: readers whose ``queued`` row this replaces.
+        Written by a thread of its own: ``flush`` waits for it.
+        """
+        self._rows.skip(issue_id, after, upto, skipped, stale)
 
     def resolve(self, issue_id: str, emails: Iterable[str], status: str) -> None:
         """Settle in-doubt rows whose outcome the backend can tell after all."""
@@ -314,9 +325,13 @@ class Ledger:
                 .where(deliveries.c.issue_id == issue_id)
                 .group_by(deliveries.c.status)
             ).all()
-        return {status: count for status, count in rows}
+            found = {status: count for status, count in rows}
+            if sheets := skips.count(conn, issue_id):
+                found[SKIPPED] = found.get(SKIPPED, 0) + sheets
+        return found
 
     def rows(self, issue_id: str, statuses: Sequence[str]) -> list[Row]:
+        """The readers of the issue with these statuses, by address."""
         self.flush()
         with self.reads.connect() as conn:
             result = conn.execute(
@@ -327,11 +342,12 @@ class Ledger:
                     deliveries.c.variant,
                     deliveries.c.message_id,
                     deliveries.c.updated_at,
-                )
-                .where(deliveries.c.issue_id == issue_id, deliveries.c.status.in_(statuses))
-                .order_by(deliveries.c.email)
+                ).where(deliveries.c.issue_id == issue_id, deliveries.c.status.in_(statuses))
             )
-            return [Row(*r) for r in result]
+            found = [Row(*r) for r in result]
+            if SKIPPED in statuses:
+                found += [Row(e, SKIPPED, why, None, None, _aware(at)) for e, why, at in skips.skipped(conn, issue_id)]
+        return sorted(found, key=lambda row: row.email)
 
     def close(self) -> None:
         self.flush()

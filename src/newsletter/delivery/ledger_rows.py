@@ -2,7 +2,7 @@
 
 Three kinds, each with what makes it cheap on each database:
 
-- recording a send's readers, ``queued`` and ``skipped``, and inserting a
+- recording readers ``queued`` and inserting a
   claim's: the addresses go as one parameter, not one each (SQLAlchemy's
   parameter processing costs ~20 µs a row, the driver's executemany ~2): a
   JSON array, encoded in C (psycopg quotes an array's elements one by one
@@ -18,10 +18,12 @@ The send streams its readers (``delivery.readers``) and records them as it
 goes. A batch's new readers are given to its claim (``new``) and written
 straight as ``sending`` by it: one write a row, where a ``queued`` row
 would be written only to be changed a moment later (on PostgreSQL that
-halved a batch's time in the database). The ``skipped`` are written by a thread of their own while the batches go,
-5,000 a transaction, never by a claim (claims come one after the other) nor
-by the send loop. Rows are written sorted by address, so that two runs writing the same
-readers take row locks in one order and cannot deadlock.
+halved a batch's time in the database). The skipped readers are not rows
+of ``deliveries`` but a row for each chunk of the stream (``skips``),
+written by a thread of their own while the batches go, never by a claim
+(claims come one after the other) nor by the send loop. Rows are written
+sorted by address, so that two runs writing the same readers take row locks
+in one order and cannot deadlock.
 """
 
 from __future__ import annotations
@@ -35,13 +37,10 @@ from functools import partial
 
 from sqlalchemy.engine import Connection, Engine
 
-from newsletter.support.batches import chunks
+from newsletter.delivery import skips
+from newsletter.delivery.skips import Sheet
 
 SENT, SKIPPED, FAILED, SENDING, IN_DOUBT, QUEUED = "sent", "skipped", "failed", "sending", "in_doubt", "queued"
-# Skipped readers written per transaction: a second run recording the same
-# readers at once waits for one chunk, not all; on SQLite a claim waits for
-# one chunk's transaction at most.
-RECORD_CHUNK = 5000
 
 
 class Rows:
@@ -63,16 +62,13 @@ class Rows:
         with self.transaction() as conn:
             self._insert_queued(conn, issue_id, sorted(set(emails)))
 
-    def skip(self, issue_id: str, skipped: Iterable[tuple[str, str]]) -> None:
-        """Readers not sent the issue, with why (address, reason).
+    def skip(self, issue_id: str, after: str, upto: str | None, sheet: Sheet, stale: Sequence[str]) -> None:
+        """The readers skipped in a range of addresses, by reason (``skips.write``).
 
-        Written by a thread of their own while the batches go, a chunk a
-        transaction: rows of readers this run does not claim, so they hold
+        Written by a thread of their own while the batches go, so they hold
         up no claim, nor the send loop (``wait_for_writes``).
         """
-        rows = sorted((issue_id, reason, email) for email, reason in skipped)  # in the unique index's order
-        for chunk in chunks(rows, RECORD_CHUNK):
-            self._writer.put(partial(self._insert_skipped, rows=chunk))
+        self._writer.put(partial(skips.write, issue_id=issue_id, after=after, upto=upto, sheet=sheet, stale=stale))
 
     def wait_for_writes(self) -> None:
         """Wait for the skipped readers being written, and raise what stopped that."""
@@ -248,22 +244,6 @@ class Rows:
             f"CURRENT_TIMESTAMP FROM {self._readers()} AS r WHERE true ON CONFLICT (issue_id, email) DO NOTHING",
             (issue_id, json.dumps(emails)),
         )
-
-    def _insert_skipped(self, conn: Connection, rows: Sequence[tuple[str, str, str]]) -> None:
-        # Only what changed is written: a rerun does not rewrite every skipped row.
-        differs = "IS DISTINCT FROM" if self.postgres else "IS NOT"
-        sql = (
-            f"INSERT INTO deliveries (issue_id, reason, email, status, updated_at) SELECT {self._p}, {self._p}, "
-            f"email, '{SKIPPED}', CURRENT_TIMESTAMP FROM {self._readers()} AS r WHERE true "
-            "ON CONFLICT (issue_id, email) DO UPDATE SET status = excluded.status, reason = excluded.reason, "
-            f"updated_at = excluded.updated_at WHERE deliveries.status = '{QUEUED}' "
-            f"OR (deliveries.status = '{SKIPPED}' AND deliveries.reason {differs} excluded.reason)"
-        )
-        groups: dict[tuple[str, str], list[str]] = {}
-        for issue_id, reason, email in rows:
-            groups.setdefault((issue_id, reason), []).append(email)
-        for (issue_id, reason), emails in groups.items():
-            conn.exec_driver_sql(sql, (issue_id, reason, json.dumps(emails)))
 
     def _write_outcomes(self, conn: Connection, outcomes: list[tuple[str, str | None, str | None, str]]) -> None:
         # By batch alone (batch ids are unique): with the issue too, PostgreSQL

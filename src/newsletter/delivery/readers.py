@@ -1,7 +1,8 @@
 """The readers' table as sends read it: with the link tokens the emails carry, and streamed with the ledger's rows.
 
 A send never holds its readers in memory: ``issue_readers`` hands them
-over from the database a chunk at a time, in address order, each merged
+over from the database a chunk at a time, in address order (each chunk with
+the range of addresses it covers), each merged
 (``choices.merged``), with the provider's suppression and what the ledger
 has for them for this issue; the send routes and batches them as they come.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import and_, bindparam, func, null, select
 from sqlalchemy.engine import Connection, Dialect, Engine
@@ -89,15 +90,25 @@ def _stream_query(dialect: str) -> Any:
 Streamed = tuple[str, str, str, str, str, str | None, str | None, str | None]
 
 
-def issue_readers(store: ReaderStore, issue_id: str, chunk: int = CHUNK) -> Iterator[Sequence[Streamed]]:
+class Chunk(NamedTuple):
+    """The readers with addresses in (after, upto], in address order (``upto`` None: to the last reader)."""
+
+    after: str
+    upto: str | None
+    rows: Sequence[Streamed]
+
+
+def issue_readers(store: ReaderStore, issue_id: str, chunk: int = CHUNK) -> Iterator[Chunk]:
     """Every reader, ``chunk`` at a time in address order: (key, email, name, topics, status,
     suppressed, ledger status, ledger reason), the last two None where the ledger has no row.
 
-    Each chunk is a query of its own, after the last address of the one
-    before (no cursor left open: no snapshot pinned through a long send, and
-    each chunk sees the claims other senders made meanwhile). The rows come
-    straight from the driver's cursor as tuples: SQLAlchemy's result rows
-    were half the time of a stream, and these columns need no conversion.
+    The chunks' ranges cover every address, one after the other: the last
+    one reaches past the last reader, and may have none. Each chunk is a
+    query of its own, after the last address of the one before (no cursor
+    left open: no snapshot pinned through a long send, and each chunk sees
+    the claims other senders made meanwhile). The rows come straight from
+    the driver's cursor as tuples: SQLAlchemy's result rows were half the
+    time of a stream, and these columns need no conversion.
     """
     after = ""
     while True:
@@ -112,16 +123,16 @@ def issue_readers(store: ReaderStore, issue_id: str, chunk: int = CHUNK) -> Iter
                 cursor.close()
             postgres = conn.dialect.name == "postgresql"
             rows = cast(list[Streamed], found if postgres else json.loads(found[0][0]))
-            if not rows:
-                return
-            if postgres:
+            if rows and postgres:
                 rows = _with_ledger(conn, issue_id, after, rows)
-        yield rows
         if len(rows) < chunk:
+            yield Chunk(after, None, rows)
             return
         # The last in the database's order: PostgreSQL's rows come in it; an
         # aggregate promises no order, so SQLite says which it is.
-        after = rows[-1][0] if postgres else found[0][1]
+        upto = rows[-1][0] if postgres else found[0][1]
+        yield Chunk(after, upto, rows)
+        after = upto
 
 
 # The issue's ledger rows in a chunk's range of addresses: a range of the

@@ -272,16 +272,19 @@ def _deal(
     issue_id, route, report = audience.issue.id, audience.routes.route, dealer.report
     open_ = {None, QUEUED, SKIPPED, FAILED} | ({IN_DOUBT} if resend_in_doubt else set())
     skipped_by = report.skipped
-    for rows in issue_readers(store, issue_id):
-        skipped: list[tuple[str, str]] = []
+    for after, upto, rows in issue_readers(store, issue_id):
+        skipped: dict[str, list[str]] = {}  # reason -> keys
+        stale: list[str] = []  # skipped readers with a row that would hide it
         done = 0
-        for key, email, name, topics, status, suppressed, had, why in rows:
+        for key, email, name, topics, status, suppressed, had, _why in rows:
             where = route(topics, status, suppressed)
             if isinstance(where, str):
                 skipped_by[where] = skipped_by.get(where, 0) + 1
-                # Written only where it changes something (a rerun rewrites nothing).
-                if had is None or had == QUEUED or (had == SKIPPED and why != where):
-                    skipped.append((key, where))
+                # A reader with an answer (sent, failed...) keeps it.
+                if had is None or had in (QUEUED, SKIPPED):
+                    skipped.setdefault(where, []).append(key)
+                    if had is not None:
+                        stale.append(key)
             elif had in open_:
                 dealer.add(where, Addressee(key, email, name), had is None)
             else:
@@ -294,8 +297,8 @@ def _deal(
                     report.in_doubt[email] = "in doubt from an earlier run; resend with --resend-in-doubt"
         if done:
             progress(done)
-        if skipped and ledger is not None:
-            ledger.record_skipped(issue_id, skipped)
+        if ledger is not None:  # every range, none skipped too: it replaces what an earlier run noted
+            ledger.record_skipped(issue_id, after, upto, skipped, stale)
 
 
 def _settle_in_doubt(sender: Sender, ledger: Ledger, store: ReaderStore) -> None:
