@@ -241,7 +241,7 @@ def sendgrid_baselines(backend, sender, ledger) -> dict[str, object]:  # type: i
         floor += time.perf_counter() - t
     routes, readers = Routes(sender.issue), []
     store = ReaderStore(ledger.engine, sender.links.token)
-    for key, email, name, topics, status, suppressed, _, _ in next(issue_readers(store, "naive", 4000)):
+    for key, email, name, topics, status, suppressed, _, _ in next(issue_readers(store, "naive", 4000)).rows:
         selection = routes.route(topics, status, suppressed)
         if not isinstance(selection, str) and len(readers) < 2000:
             readers.append((selection, Addressee(key, email, name)))

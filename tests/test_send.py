@@ -266,3 +266,30 @@ def test_batch_killed_in_flight_is_in_doubt_and_resent_only_when_asked(
     resent = run("live", "resend")
     assert resent.stdout.split() == ["20", "0"]
     assert ledger.counts("2030-01") == {"sent": 45}
+
+
+def test_a_skipped_reader_who_chooses_matching_topics_is_sent_the_next_time_and_no_longer_skipped(
+    samples: Newsletter, use_database: str
+) -> None:
+    samples.readers(12)  # reader4 and reader10: "training", which no summary of 2021-07 has
+    assert samples.cli("send", "2021-07", "--yes").exit_code == 0
+    ledger = Ledger(use_database)
+    assert ledger.counts("2021-07") == {"sent": 10, "skipped": 2}
+    skipped = [(r.email, r.reason) for r in ledger.rows("2021-07", ["skipped"])]
+    assert skipped == [
+        ("reader10@example.org", "no summary matches their topics"),
+        ("reader4@example.org", "no summary matches their topics"),
+    ]
+    status = samples.cli("status", "2021-07").stdout
+    assert "│ skipped  │ 2       │" in status
+
+    # reader4 now reads about anxiety too; reader10 left the list
+    rows = (samples.root / "subscribers" / "sample.csv").read_text().splitlines(keepends=True)
+    rows = [r.replace(",training,", ",training;anxiety,") if r.startswith("reader4@") else r for r in rows]
+    (samples.root / "subscribers" / "sample.csv").write_text("".join(r for r in rows if not r.startswith("reader10@")))
+    again = samples.cli("send", "2021-07", "--yes")
+    assert again.exit_code == 0, again.stderr
+    assert "reader4@example.org" in by_recipient(samples)
+    assert ledger.counts("2021-07") == {"sent": 11}  # the second run's sheet replaced the first's
+    assert ledger.rows("2021-07", ["skipped"]) == []
+    ledger.close()
