@@ -55,7 +55,7 @@ deliveries = Table(
     # A claim is an insert that this key turns away when the reader has a row.
     # No surrogate id: every index is paid for by every reader of every send.
     PrimaryKeyConstraint("issue_id", "email", name="one_row_per_reader"),
-    # Skipped rows, half a send's, have no batch and no entry here.
+    # Rows with no batch (queued) have no entry here.
     Index("deliveries_batch", "batch_id", postgresql_where=_CLAIMED, sqlite_where=_CLAIMED),
     # Half-full pages: a claimed row's answer goes beside it, an update that
     # touches no index (PostgreSQL's HOT update).

@@ -167,20 +167,15 @@ class Ledger:
     # -- claims and outcomes ----------------------------------------------------
 
     def statuses(self, issue_id: str) -> dict[str, str]:
-        """Address → status for every reader of the issue not merely skipped.
+        """Address → status for every reader of the issue with a row: not the skipped.
 
         A skipped reader may be sent the issue later (they changed their
         topics), so to the send loop they are the same as no row at all.
         """
         self.flush()
         with self.reads.connect() as conn:
-            return dict(
-                conn.execute(
-                    select(deliveries.c.email, deliveries.c.status).where(
-                        deliveries.c.issue_id == issue_id, deliveries.c.status != SKIPPED
-                    )
-                ).all()
-            )
+            query = select(deliveries.c.email, deliveries.c.status).where(deliveries.c.issue_id == issue_id)
+            return dict(conn.execute(query).all())
 
     def enqueue(self, issue_id: str, emails: Iterable[str]) -> None:
         """Record readers about to be sent the issue (``queued``), unless they already have a row."""
@@ -197,14 +192,14 @@ class Ledger:
         resend_in_doubt: bool = False,
         new: Sequence[str] = (),
     ) -> list[str]:
-        """Take the addresses that are queued, skipped or failed and that no one else holds; return those now ours.
+        """Take the addresses that are queued or failed and that no one else holds; return those now ours.
 
         Readers with no row yet must be given to ``enqueue`` first, or as
         ``new``: the claim inserts those as ours. On PostgreSQL rows another claim holds are
         skipped, never waited for; a reader another claim is inserting at
         that moment is waited for until it commits, then left to it.
         """
-        claimable = [QUEUED, SKIPPED, FAILED] + ([IN_DOUBT] if resend_in_doubt else [])
+        claimable = [QUEUED, FAILED] + ([IN_DOUBT] if resend_in_doubt else [])
         values = {"batch_id": batch_id, "run_id": run_id, "variant": variant}
         # A claim is also the run's sign of life, in its transaction (one commit,
         # not two); every few seconds is plenty for a lease of minutes, and a
@@ -327,7 +322,7 @@ class Ledger:
             ).all()
             found = {status: count for status, count in rows}
             if sheets := skips.count(conn, issue_id):
-                found[SKIPPED] = found.get(SKIPPED, 0) + sheets
+                found[SKIPPED] = sheets
         return found
 
     def rows(self, issue_id: str, statuses: Sequence[str]) -> list[Row]:
@@ -342,11 +337,14 @@ class Ledger:
                     deliveries.c.variant,
                     deliveries.c.message_id,
                     deliveries.c.updated_at,
-                ).where(deliveries.c.issue_id == issue_id, deliveries.c.status.in_(statuses))
+                )
+                .where(deliveries.c.issue_id == issue_id, deliveries.c.status.in_(statuses))
+                .order_by(deliveries.c.email)
             )
             found = [Row(*r) for r in result]
-            if SKIPPED in statuses:
-                found += [Row(e, SKIPPED, why, None, None, _aware(at)) for e, why, at in skips.skipped(conn, issue_id)]
+            if SKIPPED not in statuses:
+                return found
+            found += [Row(e, SKIPPED, why, None, None, _aware(at)) for e, why, at in skips.skipped(conn, issue_id)]
         return sorted(found, key=lambda row: row.email)
 
     def close(self) -> None:

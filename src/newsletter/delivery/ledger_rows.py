@@ -68,7 +68,20 @@ class Rows:
         Written by a thread of their own while the batches go, so they hold
         up no claim, nor the send loop (``wait_for_writes``).
         """
-        self._writer.put(partial(skips.write, issue_id=issue_id, after=after, upto=upto, sheet=sheet, stale=stale))
+        self._writer.put(
+            partial(self._write_skipped, issue_id=issue_id, after=after, upto=upto, sheet=sheet, stale=stale)
+        )
+
+    def _write_skipped(
+        self, conn: Connection, *, issue_id: str, after: str, upto: str | None, sheet: Sheet, stale: Sequence[str]
+    ) -> None:
+        skips.write(conn, issue_id=issue_id, after=after, upto=upto, sheet=sheet)
+        if stale:  # queued rows would hide the sheet's readers (a reader's row wins over it)
+            conn.exec_driver_sql(
+                f"DELETE FROM deliveries WHERE issue_id = {self._p} AND status = '{QUEUED}' "
+                f"AND email IN (SELECT email FROM {self._readers()} AS r)",
+                (issue_id, json.dumps(sorted(stale))),
+            )
 
     def wait_for_writes(self) -> None:
         """Wait for the skipped readers being written, and raise what stopped that."""
@@ -156,7 +169,7 @@ class Rows:
             inserted = self._insert_claimed(conn, issue_id, inserting, values)
             if inserted == len(emails):  # all of them new, and ours: SQLite has one writer at a time
                 return set(emails)
-            # Readers with a row already (skipped, failed...): taken if claimable.
+            # Readers with a row already (queued, failed...): taken if claimable.
             marks = ", ".join("?" * len(claimable))
             conn.exec_driver_sql(
                 "UPDATE deliveries SET status = ?, variant = ?, batch_id = ?, run_id = ?, reason = NULL, "
@@ -192,7 +205,7 @@ class Rows:
                 ours.update(found.scalars())
         rest = [e for e in emails if e not in ours]
         if rest:
-            # Rows that exist (skipped, failed... or another sender's): locked
+            # Rows that exist (queued, failed... or another sender's): locked
             # if claimable, skipping those another transaction holds (never
             # waiting), one index look-up an address (LATERAL); then each
             # updated by its key. One UPDATE for them all would be planned

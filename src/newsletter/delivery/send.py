@@ -23,7 +23,7 @@ from newsletter.content.workspace import Workspace
 from newsletter.delivery.backends import select_backend
 from newsletter.delivery.backends.base import Backend, Envelope, Recipient
 from newsletter.delivery.handover import Batches, Dealer
-from newsletter.delivery.ledger import FAILED, IN_DOUBT, QUEUED, SENDING, SENT, SKIPPED, Ledger
+from newsletter.delivery.ledger import FAILED, IN_DOUBT, QUEUED, SENDING, SENT, Ledger
 from newsletter.delivery.links import Links
 from newsletter.delivery.pipeline import quick_turns
 from newsletter.delivery.readers import addressees, issue_readers, reader_store
@@ -270,7 +270,7 @@ def _deal(
 ) -> None:
     """Route each reader as they stream in: to a batch, to the skipped (recorded), or counted as done."""
     issue_id, route, report = audience.issue.id, audience.routes.route, dealer.report
-    open_ = {None, QUEUED, SKIPPED, FAILED} | ({IN_DOUBT} if resend_in_doubt else set())
+    open_ = {None, QUEUED, FAILED} | ({IN_DOUBT} if resend_in_doubt else set())
     skipped_by = report.skipped
     for after, upto, rows in issue_readers(store, issue_id):
         skipped: dict[str, list[str]] = {}  # reason -> keys
@@ -281,7 +281,7 @@ def _deal(
             if isinstance(where, str):
                 skipped_by[where] = skipped_by.get(where, 0) + 1
                 # A reader with an answer (sent, failed...) keeps it.
-                if had is None or had in (QUEUED, SKIPPED):
+                if had is None or had == QUEUED:
                     skipped.setdefault(where, []).append(key)
                     if had is not None:
                         stale.append(key)

@@ -13,7 +13,8 @@ So an issue's sheets never overlap, and a reader is in one sheet at most.
 
 A reader's row in ``deliveries`` (sent, failed...) wins over a sheet. A
 reader skipped once may be sent the issue later (they changed their topics),
-and that may happen before the send doing it writes that range's sheet.
+and that may happen before the send doing it writes that range's sheet. (A
+``queued`` row of a reader now skipped is removed with the sheet: ``ledger_rows``.)
 
 Sheets are written by the ledger's writer thread (``ledger_rows``). Each write
 reads the sheets it overlaps, so the sheets of an issue are written one at a
@@ -52,13 +53,10 @@ def _overlapping(upto: str | None, table: str = "s") -> str:
     return found if upto is None else f"{found} AND {table}.after_key < :upto"
 
 
-def write(
-    conn: Connection, *, issue_id: str, after: str, upto: str | None, sheet: Sheet, stale: Sequence[str] = ()
-) -> None:
+def write(conn: Connection, *, issue_id: str, after: str, upto: str | None, sheet: Sheet) -> None:
     """Record the readers skipped in the range (after, upto] (``upto`` None: to the end of the list).
 
-    What the sheets before said about the range is replaced. ``stale``: readers with a
-    ``queued`` (or an old ``skipped``) row in ``deliveries``, which would hide them; those rows go.
+    What the sheets before said about the range is replaced.
     """
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:lock))"), {"lock": f"newsletter skips {issue_id}"})
@@ -66,34 +64,28 @@ def write(
     outside = "k.value <= :after" if upto is None else "k.value <= :after OR k.value > :upto"
     kept = conn.execute(
         text(
-            f"SELECT k.value <= :after, r.key, k.value FROM skips AS s, {_entries(conn)} "
+            f"SELECT k.value <= :after, s.after_key, s.last_key, r.key, k.value FROM skips AS s, {_entries(conn)} "
             f"WHERE {_overlapping(upto)} AND ({outside})"
         ),
         bound,
     ).all()
+    # What the sheets reaching out of the range said outside it stays, each
+    # side a sheet of its own: one sheet at most on each side, since none overlap.
+    left: dict[str, list[str]] = {}
+    right: dict[str, list[str]] = {}
+    start = end = None
+    for below, first, last, reason, key in kept:
+        if below:
+            start = first
+            left.setdefault(reason, []).append(key)
+        else:
+            end = last
+            right.setdefault(reason, []).append(key)
     parts: list[tuple[str, str | None, dict[str, list[str]]]] = []
-    if kept:
-        # The sheets reaching out of the range: one on each side at most, since none overlap.
-        before = conn.execute(
-            text(f"SELECT s.after_key FROM skips AS s WHERE {_overlapping(upto)} AND s.after_key < :after"), bound
-        ).first()
-        beyond = None
-        if upto is not None:
-            beyond = conn.execute(
-                text(
-                    f"SELECT s.last_key FROM skips AS s WHERE {_overlapping(upto)} "
-                    "AND (s.last_key IS NULL OR s.last_key > :upto)"
-                ),
-                bound,
-            ).first()
-        left: dict[str, list[str]] = {}
-        right: dict[str, list[str]] = {}
-        for below, reason, key in kept:
-            (left if below else right).setdefault(reason, []).append(key)
-        if left and before is not None:
-            parts.append((before[0], after, left))
-        if right and beyond is not None and upto is not None:
-            parts.append((upto, beyond[0], right))
+    if start is not None:
+        parts.append((start, after, left))
+    if right and upto is not None:
+        parts.append((upto, end, right))
     conn.execute(text(f"DELETE FROM skips WHERE {_overlapping(upto, 'skips')}"), bound)
     if sheet:
         parts.append((after, upto, {reason: list(keys) for reason, keys in sheet.items()}))
@@ -105,19 +97,6 @@ def write(
                 {"issue_id": issue_id, "after_key": a, "last_key": b, "readers": json.dumps(r), "written_at": now}
                 for a, b, r in parts
             ],
-        )
-    if stale:
-        source = (
-            "json_array_elements_text(CAST(:keys AS json)) AS x(value)"
-            if conn.dialect.name == "postgresql"
-            else "json_each(:keys) AS x"
-        )
-        conn.execute(
-            text(
-                "DELETE FROM deliveries WHERE issue_id = :issue AND status IN ('queued', 'skipped') "
-                f"AND email IN (SELECT x.value FROM {source})"
-            ),
-            {"issue": issue_id, "keys": json.dumps(sorted(stale))},
         )
 
 
