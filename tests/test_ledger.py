@@ -260,6 +260,32 @@ def test_a_claim_takes_what_no_one_holds_without_waiting_for_claims_in_progress(
     assert owners == {"a@x.org": "again", "b@x.org": "again", "c@x.org": "mine"}
 
 
+def test_new_readers_another_sender_inserted_since_are_left_to_it_and_held_answers_kept(database_url: str) -> None:
+    # Both senders streamed a@ and b@ with no row; the other claimed them first.
+    # (On PostgreSQL the first try is a plain INSERT that fails, then the claim is made again.)
+    mine, other = Ledger(database_url), Ledger(database_url)
+    run, theirs = mine.start_run("2030-01"), other.start_run("2030-01")
+    assert claim(mine, ["z@x.org"], run, "before", new=["z@x.org"]) == ["z@x.org"]
+    mine.record_batch("2030-01", "before", SENT, message_id="m0", with_next_claim=True)
+    assert claim(other, ["a@x.org", "b@x.org"], theirs, "t1", new=["a@x.org", "b@x.org"]) == ["a@x.org", "b@x.org"]
+    emails = ["a@x.org", "b@x.org", "c@x.org"]
+    assert claim(mine, emails, run, "m1", new=emails) == ["c@x.org"]
+    # and the next one, with new readers no one has
+    assert claim(mine, ["d@x.org", "e@x.org"], run, "m2", new=["d@x.org", "e@x.org"]) == ["d@x.org", "e@x.org"]
+    with mine.engine.connect() as conn:
+        found = conn.execute(select(deliveries.c.email, deliveries.c.batch_id, deliveries.c.status)).all()
+    assert sorted(found) == [
+        ("a@x.org", "t1", SENDING),
+        ("b@x.org", "t1", SENDING),
+        ("c@x.org", "m1", SENDING),
+        ("d@x.org", "m2", SENDING),
+        ("e@x.org", "m2", SENDING),
+        ("z@x.org", "before", SENT),  # the answer held for the claim that was made again
+    ]
+    other.close()
+    mine.close()
+
+
 def test_a_claim_of_readers_another_claim_is_inserting_waits_for_it_then_leaves_them(postgres_url: str) -> None:
     # Both senders found a@ with no row: the unique index lets one insert it. The
     # other waits for that claim's commit (milliseconds, never a request), then takes the rest.

@@ -101,6 +101,7 @@ class Ledger:
     def start_run(self, issue_id: str) -> str:
         run_id = uuid.uuid4().hex
         self._beaten[run_id] = time.monotonic()  # the row's heartbeat is now
+        self._rows.contested = False  # a new run has met no other sender yet
         with self.engine.begin() as conn:
             conn.execute(
                 insert(runs).values(

@@ -10,7 +10,9 @@ Three kinds, each with what makes it cheap on each database:
 - claiming a batch: one transaction. On PostgreSQL it skips the existing
   rows another transaction holds (``FOR UPDATE SKIP LOCKED``), so a claim
   never waits for another sender's request; it looks each address up by
-  the unique index whatever the table's statistics say;
+  the unique index whatever the table's statistics say; and it inserts its
+  new readers with a plain INSERT until another sender is found to have
+  some of them (``Rows.claim``);
 - the answer to a batch: held and written in the transaction of the next
   claim (``hold_outcome``), one commit a batch instead of two.
 
@@ -36,11 +38,13 @@ from contextlib import AbstractContextManager, contextmanager
 from functools import partial
 
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
 
 from newsletter.delivery import skips
 from newsletter.delivery.skips import Sheet
 
 SENT, SKIPPED, FAILED, SENDING, IN_DOUBT, QUEUED = "sent", "skipped", "failed", "sending", "in_doubt", "queued"
+UNIQUE_VIOLATION = "23505"  # PostgreSQL's SQLSTATE
 
 
 class Rows:
@@ -52,6 +56,8 @@ class Rows:
         self._p = "%s" if self.postgres else "?"  # the driver's placeholder
         self._outcomes: list[tuple[str, str | None, str | None, str]] = []  # status, message id, reason, batch
         self._writer = _Writer(self._bulk)  # the skipped readers
+        # Another sender was found inserting this ledger's readers (see ``claim``).
+        self.contested = False
         # The answers held are added to by the send loop and taken by the claiming thread.
         self._lock = threading.Lock()
 
@@ -151,9 +157,17 @@ class Rows:
         One transaction, one commit: what is held for it (the answers to the
         batches before), ``also`` (the run's heartbeat, if due), the claim.
         ``new``: readers with no row yet, inserted as ours.
-        """
-        batch_id, run_id, variant = values["batch_id"], values["run_id"], values["variant"]
 
+        On PostgreSQL ``new`` is first inserted by a plain INSERT, which
+        fails if another sender has inserted one of them since the stream
+        read them: the transaction is then made again, its insert leaving
+        those readers to the other (ON CONFLICT DO NOTHING), and so is every
+        claim after it (``contested``). One sender never meets the other
+        case, and ON CONFLICT costs: it looks each row up in the unique index
+        before inserting it, and confirms it in the log after (52,000 rows:
+        0.25 s of the server's CPU, 0.16 s without; in a send to 100,000
+        readers, the server's CPU 0.62 s, 0.48 s without).
+        """
         # The batch's new readers are written straight as ours: one write a
         # row, not a queued row and then its claim. Sorted, so two senders
         # inserting the same readers take them in one order and cannot
@@ -161,29 +175,41 @@ class Rows:
         # claim inserted a moment before waits for that claim to commit (a few
         # milliseconds, never a request), then leaves it to them.
         inserting = sorted(new)
-        with self._holding() as conn:
-            if also is not None:
-                also(conn)
-            if self.postgres:
-                return self._claim_postgres(conn, issue_id, emails, claimable, inserting, values)
-            inserted = self._insert_claimed(conn, issue_id, inserting, values)
-            if inserted == len(emails):  # all of them new, and ours: SQLite has one writer at a time
-                return set(emails)
-            # Readers with a row already (queued, failed...): taken if claimable.
-            marks = ", ".join("?" * len(claimable))
-            conn.exec_driver_sql(
-                "UPDATE deliveries SET status = ?, variant = ?, batch_id = ?, run_id = ?, reason = NULL, "
-                f"updated_at = CURRENT_TIMESTAMP WHERE issue_id = ? AND status IN ({marks}) "
-                "AND email IN (SELECT value FROM json_each(?))",
-                (SENDING, variant, batch_id, run_id, issue_id, *claimable, json.dumps(emails)),
-            )
-            # What is ours comes back as one JSON array, not a row each: each
-            # row is a step that lets go of Python's lock and waits to take it
-            # back from the thread handing a batch over.
-            found = conn.exec_driver_sql(
-                "SELECT json_group_array(email) FROM deliveries WHERE batch_id = ?", (batch_id,)
-            ).scalar_one()
-            return set(json.loads(found))
+        plain = self.postgres and bool(inserting) and not self.contested
+        while True:
+            try:
+                with self._holding() as conn:
+                    if also is not None:
+                        also(conn)
+                    if self.postgres:
+                        return self._claim_postgres(conn, issue_id, emails, claimable, inserting, values, plain)
+                    if self._insert_claimed(conn, issue_id, inserting, values) == len(emails):
+                        return set(emails)  # all of them new, and ours: SQLite has one writer at a time
+                    return self._update_claimed(conn, issue_id, emails, claimable, values)
+            except IntegrityError as err:
+                if not plain or getattr(err.orig, "sqlstate", None) != UNIQUE_VIOLATION:
+                    raise
+                self.contested, plain = True, False
+
+    def _update_claimed(
+        self, conn: Connection, issue_id: str, emails: Sequence[str], claimable: list[str], values: dict[str, str]
+    ) -> set[str]:
+        """SQLite: claim the readers of ``emails`` with a row (queued, failed...) if claimable; return all now ours."""
+        batch_id, run_id, variant = values["batch_id"], values["run_id"], values["variant"]
+        marks = ", ".join("?" * len(claimable))
+        conn.exec_driver_sql(
+            "UPDATE deliveries SET status = ?, variant = ?, batch_id = ?, run_id = ?, reason = NULL, "
+            f"updated_at = CURRENT_TIMESTAMP WHERE issue_id = ? AND status IN ({marks}) "
+            "AND email IN (SELECT value FROM json_each(?))",
+            (SENDING, variant, batch_id, run_id, issue_id, *claimable, json.dumps(emails)),
+        )
+        # What is ours comes back as one JSON array, not a row each: each
+        # row is a step that lets go of Python's lock and waits to take it
+        # back from the thread handing a batch over.
+        found = conn.exec_driver_sql(
+            "SELECT json_group_array(email) FROM deliveries WHERE batch_id = ?", (batch_id,)
+        ).scalar_one()
+        return set(json.loads(found))
 
     def _claim_postgres(
         self,
@@ -193,11 +219,12 @@ class Rows:
         claimable: list[str],
         new: list[str],
         values: dict[str, str],
+        plain: bool,
     ) -> set[str]:
         batch_id, run_id, variant = values["batch_id"], values["run_id"], values["variant"]
         ours: set[str] = set()
         if new:
-            inserted = self._insert_claimed(conn, issue_id, new, values)
+            inserted = self._insert_claimed(conn, issue_id, new, values, plain=plain)
             if inserted == len(new):  # the usual case: no row of them another sender inserted
                 ours.update(new)
             elif inserted:
@@ -238,15 +265,20 @@ class Rows:
             return "(SELECT value AS email FROM json_array_elements_text(%s::json))"
         return "(SELECT value AS email FROM json_each(?))"
 
-    def _insert_claimed(self, conn: Connection, issue_id: str, emails: list[str], values: dict[str, str]) -> int:
-        """Insert readers with no row as claimed for ``values``; how many were (those another claim has are not)."""
+    def _insert_claimed(
+        self, conn: Connection, issue_id: str, emails: list[str], values: dict[str, str], *, plain: bool = False
+    ) -> int:
+        """Insert readers with no row as claimed for ``values``; how many were (those another claim has are not).
+
+        ``plain``: all of them, or an IntegrityError if one has a row.
+        """
         if not emails:
             return 0
         p = self._p
         return conn.exec_driver_sql(
             "INSERT INTO deliveries (issue_id, email, status, variant, batch_id, run_id, updated_at) "
-            f"SELECT {p}, email, '{SENDING}', {p}, {p}, {p}, CURRENT_TIMESTAMP FROM {self._readers()} AS r "
-            "WHERE true ON CONFLICT (issue_id, email) DO NOTHING",
+            f"SELECT {p}, email, '{SENDING}', {p}, {p}, {p}, CURRENT_TIMESTAMP FROM {self._readers()} AS r"
+            + ("" if plain else " WHERE true ON CONFLICT (issue_id, email) DO NOTHING"),
             (issue_id, values["variant"], values["batch_id"], values["run_id"], json.dumps(emails)),
         ).rowcount
 
