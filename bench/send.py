@@ -219,6 +219,7 @@ def sendgrid_baselines(backend, sender, ledger) -> dict[str, object]:  # type: i
     from newsletter.audience.personalise import Addressee, Routes
     from newsletter.audience.store import ReaderStore
     from newsletter.db.schema import deliveries
+    from newsletter.delivery import answers
     from newsletter.delivery.readers import addressees, issue_readers
 
     client = backend._client.client
@@ -227,7 +228,8 @@ def sendgrid_baselines(backend, sender, ledger) -> dict[str, object]:  # type: i
     with ledger.engine.connect() as conn:
         batches = conn.execute(
             select(deliveries.c.batch_id, deliveries.c.variant)
-            .where(deliveries.c.issue_id == sender.issue.id, deliveries.c.status == "sent")
+            .select_from(answers.joined())
+            .where(deliveries.c.issue_id == sender.issue.id, answers.status() == "sent")
             .group_by(deliveries.c.batch_id, deliveries.c.variant)
         ).all()
     floor = 0.0

@@ -204,6 +204,7 @@ def test_a_ledger_keyed_by_a_surrogate_id_is_keyed_by_issue_and_reader_with_ever
         run = ledger.start_run("2030-01")
         assert ledger.claim("2030-01", ["a@x.org", "c@x.org"], run_id=run, batch_id="b3", variant="all") == ["c@x.org"]
         assert ledger.claim("2030-02", ["a@x.org"], run_id=run, batch_id="b4", variant="all") == ["a@x.org"]
+        ledger.record_batch("2030-02", "b4", "sent", message_id="m4")  # a row of sent_batches, the reader's `sending`
         # a row with an answer pending is in the batch index; one with no batch is not
         with ledger.engine.connect() as conn:
             where = conn.exec_driver_sql(
@@ -224,11 +225,12 @@ def test_a_ledger_keyed_by_a_surrogate_id_is_keyed_by_issue_and_reader_with_ever
     engine.dispose()
     rows = dump_any(database_url)["deliveries"]
     assert sorted(row[0] for row in rows) == [1, 2, 3, 4]
-    assert sorted((row[1], row[2], row[3]) for row in rows) == [
-        ("2030-01", "a@x.org", "sent"),
-        ("2030-01", "b@x.org", "skipped"),
-        ("2030-01", "c@x.org", "sending"),
-        ("2030-02", "a@x.org", "sending"),
+    # (the sent batch's answer written into its reader's row)
+    assert sorted((row[1], row[2], row[3], row[8]) for row in rows) == [
+        ("2030-01", "a@x.org", "sent", "m1"),
+        ("2030-01", "b@x.org", "skipped", None),
+        ("2030-01", "c@x.org", "sending", None),
+        ("2030-02", "a@x.org", "sent", "m4"),
     ]
 
 

@@ -31,7 +31,7 @@ from newsletter.errors import ConfigError
 if TYPE_CHECKING:
     from alembic.config import Config
 
-HEAD = "e5f0b7c2d913"
+HEAD = "b8d21c64e7a5"
 MIGRATIONS = Path(__file__).with_name("migrations")
 VERSION_TABLE = "alembic_version"
 # Any fixed number: the advisory lock that PostgreSQL sessions migrating this database take turns on.

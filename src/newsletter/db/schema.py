@@ -9,6 +9,7 @@ The tables, and who writes them:
 
 - ``deliveries``: one row per issue and reader, the send ledger's outcomes
   (``newsletter.delivery.ledger`` tells its statuses).
+- ``sent_batches``: the batches the provider took (their readers' rows say ``sending``).
 - ``skips``: the readers a send skipped, with why: one row per range of
   addresses the send streamed (``newsletter.delivery.skips``).
 - ``runs``: one row per send, so that claims left by a dead run are found.
@@ -60,6 +61,18 @@ deliveries = Table(
     # Half-full pages: a claimed row's answer goes beside it, an update that
     # touches no index (PostgreSQL's HOT update).
     postgresql_with={"fillfactor": 50},
+)
+
+# The batches the provider took, a row each. Their readers' rows stay
+# ``sending``: this row says they were sent (``delivery.answers``). Writing
+# ``sent`` into each reader's row, ~940 a batch, was a quarter of the database
+# server's work in a send and a third of each claim's time.
+sent_batches = Table(
+    "sent_batches",
+    metadata,
+    Column("batch_id", String(32), primary_key=True),
+    Column("message_id", String(255)),  # the provider's id for the request
+    Column("sent_at", DateTime(timezone=True), nullable=False),
 )
 
 # Half of a send's readers are skipped, and a row each was as dear as a

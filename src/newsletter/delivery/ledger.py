@@ -8,7 +8,9 @@ Every reader of an issue has at most one row. Its status moves
                                          in_doubt ──(--resend-in-doubt)──▶ sending
 
 (``queued``: recorded, not yet claimed: ``enqueue``, or a claim given back
-by ``release``.)
+by ``release``. ``sent``: for a batch the provider took, its readers' rows
+stay ``sending`` and the batch has a row of ``sent_batches``, which
+``answers`` reads with them.)
 
 A run records the readers it skips as it streams them, with the reason, a
 range of addresses at a time (``skips``: not rows here, and to a claim the
@@ -23,8 +25,8 @@ LOCKED``) instead of waiting for it: senders on several machines never wait
 on each other's requests, they just take other readers.
 How each database is written fast: ``ledger_rows``.
 
-A row left in ``sending`` by a process that is no longer alive was handed
-over, or about to be, with no answer recorded: its outcome is unknown, so it
+A row left in ``sending`` with no answer by a process that is no longer alive was handed
+over, or about to be: its outcome is unknown, so it
 becomes ``in_doubt`` and is not resent unless asked. A run on this machine
 is known dead when its pid is; one elsewhere (another machine, another PID
 namespace) when its heartbeat is older than ``RUN_LEASE``.
@@ -45,7 +47,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from newsletter.db import database_now, open_database, snapshot_reads
 from newsletter.db.schema import deliveries, runs, suppressions
-from newsletter.delivery import skips
+from newsletter.delivery import answers, skips
 from newsletter.delivery.ledger_rows import FAILED, IN_DOUBT, QUEUED, SENDING, SENT, SKIPPED, Rows
 from newsletter.delivery.skips import Sheet
 from newsletter.support.batches import chunks
@@ -133,7 +135,7 @@ class Ledger:
             select(runs).where(
                 runs.c.issue_id == issue_id,
                 runs.c.run_id.in_(
-                    select(deliveries.c.run_id).where(deliveries.c.issue_id == issue_id, deliveries.c.status == SENDING)
+                    select(deliveries.c.run_id).where(deliveries.c.issue_id == issue_id, answers.unanswered())
                 ),
             )
         )
@@ -152,7 +154,7 @@ class Ledger:
             dead = self._dead_runs(conn, issue_id)
             if not dead:
                 return []
-            left = (deliveries.c.issue_id == issue_id, deliveries.c.status == SENDING, deliveries.c.run_id.in_(dead))
+            left = (deliveries.c.issue_id == issue_id, answers.unanswered(), deliveries.c.run_id.in_(dead))
             emails = list(conn.execute(select(deliveries.c.email).where(*left)).scalars())
             conn.execute(
                 update(deliveries)
@@ -175,7 +177,11 @@ class Ledger:
         """
         self.flush()
         with self.reads.connect() as conn:
-            query = select(deliveries.c.email, deliveries.c.status).where(deliveries.c.issue_id == issue_id)
+            query = (
+                select(deliveries.c.email, answers.status())
+                .select_from(answers.joined())
+                .where(deliveries.c.issue_id == issue_id)
+            )
             return dict(conn.execute(query).all())
 
     def enqueue(self, issue_id: str, emails: Iterable[str]) -> None:
@@ -316,10 +322,12 @@ class Ledger:
     def counts(self, issue_id: str) -> dict[str, int]:
         self.flush()
         with self.reads.connect() as conn:
+            status = answers.status()
             rows = conn.execute(
-                select(deliveries.c.status, func.count())
+                select(status, func.count())
+                .select_from(answers.joined())
                 .where(deliveries.c.issue_id == issue_id)
-                .group_by(deliveries.c.status)
+                .group_by(status)
             ).all()
             found = {status: count for status, count in rows}
             if sheets := skips.count(conn, issue_id):
@@ -330,19 +338,21 @@ class Ledger:
         """The readers of the issue with these statuses, by address."""
         self.flush()
         with self.reads.connect() as conn:
+            status = answers.status()
             result = conn.execute(
                 select(
                     deliveries.c.email,
-                    deliveries.c.status,
+                    status,
                     deliveries.c.reason,
                     deliveries.c.variant,
-                    deliveries.c.message_id,
-                    deliveries.c.updated_at,
+                    answers.message_id(),
+                    answers.updated_at(),
                 )
-                .where(deliveries.c.issue_id == issue_id, deliveries.c.status.in_(statuses))
+                .select_from(answers.joined())
+                .where(deliveries.c.issue_id == issue_id, status.in_(statuses))
                 .order_by(deliveries.c.email)
             )
-            found = [Row(*r) for r in result]
+            found = [Row(e, st, why, v, m, _aware(at)) for e, st, why, v, m, at in result]
             if SKIPPED not in statuses:
                 return found
             found += [Row(e, SKIPPED, why, None, None, _aware(at)) for e, why, at in skips.skipped(conn, issue_id)]

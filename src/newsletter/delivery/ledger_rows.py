@@ -14,7 +14,9 @@ Three kinds, each with what makes it cheap on each database:
   new readers with a plain INSERT until another sender is found to have
   some of them (``Rows.claim``);
 - the answer to a batch: held and written in the transaction of the next
-  claim (``hold_outcome``), one commit a batch instead of two.
+  claim (``hold_outcome``), one commit a batch instead of two; a batch the
+  provider took is one row of ``sent_batches``, its readers' rows left
+  ``sending`` (``answers`` reads them together), not an update of each.
 
 The send streams its readers (``delivery.readers``) and records them as it
 goes. A batch's new readers are given to its claim (``new``) and written
@@ -291,15 +293,20 @@ class Rows:
         )
 
     def _write_outcomes(self, conn: Connection, outcomes: list[tuple[str, str | None, str | None, str]]) -> None:
-        # By batch alone (batch ids are unique): with the issue too, PostgreSQL
-        # may also scan the issue's whole index while the table has no statistics.
-        # Driver SQL: an ``update()`` built for each batch was ~2 ms of Python a batch.
         p = self._p
-        conn.exec_driver_sql(
-            f"UPDATE deliveries SET status = {p}, message_id = {p}, reason = {p}, updated_at = CURRENT_TIMESTAMP "
-            f"WHERE batch_id = {p} AND status = '{SENDING}'",
-            outcomes,
-        )
+        if sent := [(batch, message_id) for status, message_id, _, batch in outcomes if status == SENT]:
+            conn.exec_driver_sql(
+                f"INSERT INTO sent_batches (batch_id, message_id, sent_at) VALUES ({p}, {p}, CURRENT_TIMESTAMP)", sent
+            )
+        if other := [outcome for outcome in outcomes if outcome[0] != SENT]:
+            # By batch alone (batch ids are unique): with the issue too, PostgreSQL
+            # may also scan the issue's whole index while the table has no statistics.
+            # Driver SQL: an ``update()`` built for each batch was ~2 ms of Python a batch.
+            conn.exec_driver_sql(
+                f"UPDATE deliveries SET status = {p}, message_id = {p}, reason = {p}, updated_at = CURRENT_TIMESTAMP "
+                f"WHERE batch_id = {p} AND status = '{SENDING}'",
+                other,
+            )
 
 
 class _Writer:

@@ -20,6 +20,7 @@ from newsletter.audience.choices import merged
 from newsletter.audience.personalise import Addressee
 from newsletter.audience.store import ReaderStore
 from newsletter.db.schema import deliveries, readers, suppressions
+from newsletter.delivery import answers
 from newsletter.delivery.links import Links
 from newsletter.settings import Settings, with_sample_defaults
 from newsletter.support.batches import chunks
@@ -59,7 +60,8 @@ def _stream_query(dialect: str) -> Any:
         joined = joined.outerjoin(
             ledger, and_(ledger.c.issue_id == bindparam("issue_id"), ledger.c.email == readers.c.key)
         )
-        had, why = ledger.c.status, ledger.c.reason
+        joined = answers.joined(ledger, onto=joined)
+        had, why = answers.status(ledger), ledger.c.reason
     chunk = (
         select(
             readers.c.key,
@@ -138,12 +140,20 @@ def issue_readers(store: ReaderStore, issue_id: str, chunk: int = CHUNK) -> Iter
 # The issue's ledger rows in a chunk's range of addresses: a range of the
 # unique index whatever the statistics say (a scan of the table would cost
 # what the table is, which the planner knows at the time: its size in pages).
-_LEDGER = "SELECT email, status, reason FROM deliveries WHERE issue_id = %s AND email > %s AND email <= %s"
+_LEDGER = (
+    select(deliveries.c.email, answers.status(), deliveries.c.reason)
+    .select_from(answers.joined())
+    .where(
+        deliveries.c.issue_id == bindparam("issue_id"),
+        deliveries.c.email > bindparam("after"),
+        deliveries.c.email <= bindparam("upto"),
+    )
+)
 
 
 def _with_ledger(conn: Connection, issue_id: str, after: str, rows: list[Streamed]) -> list[Streamed]:
     """A PostgreSQL chunk with what the ledger has for its readers."""
-    ledger = conn.exec_driver_sql(_LEDGER, (issue_id, after, rows[-1][0]))
+    ledger = conn.execute(_LEDGER, {"issue_id": issue_id, "after": after, "upto": rows[-1][0]})
     had = {email: (status, why) for email, status, why in ledger}
     if not had:  # a first run: the rows as they came
         return rows
