@@ -305,3 +305,20 @@ def test_a_new_secret_rehashes_every_reader_a_page_at_a_time(
     hashes = {key: row[1] for key, row in stored(store).items()}
     assert hashes == {key: hashlib.sha256(f"new-{key}".encode()).hexdigest() for key in hashes}
     assert len(hashes) == 8
+
+
+def test_a_sync_on_postgresql_leaves_the_readers_vacuumed_and_analysed(
+    newsletter: Newsletter, postgres_url: str
+) -> None:
+    # A send that follows finds statistics to plan by, and autovacuum no pass
+    # over the rows just written to make in the middle of it.
+    engine = open_database(postgres_url)
+    store = reader_store(load_settings(newsletter.root), engine)
+    store.sync(two_files(newsletter), TAXONOMY)
+    with engine.connect() as conn:
+        vacuumed, analysed = conn.execute(
+            text("SELECT last_vacuum, last_analyze FROM pg_stat_user_tables WHERE relname = 'readers'")
+        ).one()
+    store.close()
+    engine.dispose()
+    assert vacuumed is not None and analysed is not None

@@ -58,9 +58,6 @@ deliveries = Table(
     PrimaryKeyConstraint("issue_id", "email", name="one_row_per_reader"),
     # Rows with no batch (queued) have no entry here.
     Index("deliveries_batch", "batch_id", postgresql_where=_CLAIMED, sqlite_where=_CLAIMED),
-    # Half-full pages: a claimed row's answer goes beside it, an update that
-    # touches no index (PostgreSQL's HOT update).
-    postgresql_with={"fillfactor": 50},
 )
 
 # The batches the provider took, a row each. Their readers' rows stay
