@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 
 from newsletter.db.schema import deliveries, runs, sent_batches, skips
 from newsletter.delivery.ledger import FAILED, IN_DOUBT, QUEUED, RUN_LEASE, SENDING, SENT, SKIPPED, Ledger
@@ -292,6 +292,23 @@ def test_new_readers_another_sender_inserted_since_are_left_to_it_and_held_answe
     }
     assert answered == [("before", "m0")]
     assert mine.statuses("2030-01") == {e: SENT if e == "z@x.org" else SENDING for e in owners}
+    other.close()
+    mine.close()
+
+
+def test_a_sender_that_finds_another_sending_the_issue_claims_its_readers_without_an_error(database_url: str) -> None:
+    # A plain INSERT of a reader the other has would fail, and PostgreSQL's log
+    # would name the reader in the error: a run that starts while another is
+    # going inserts with ON CONFLICT from its first claim.
+    other, mine = Ledger(database_url), Ledger(database_url)
+    theirs = other.start_run("2030-01")
+    run = mine.start_run("2030-01")
+    errors: list[BaseException] = []
+    event.listen(mine.engine, "handle_error", lambda context: errors.append(context.original_exception))
+    assert claim(other, ["a@x.org", "b@x.org"], theirs, "t1", new=["a@x.org", "b@x.org"]) == ["a@x.org", "b@x.org"]
+    emails = ["a@x.org", "b@x.org", "c@x.org"]
+    assert claim(mine, emails, run, "m1", new=emails) == ["c@x.org"]
+    assert errors == []
     other.close()
     mine.close()
 

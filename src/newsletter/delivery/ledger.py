@@ -85,6 +85,17 @@ class Row:
 
 # Built once: a statement made for each claim was a millisecond of Python a batch.
 _BEAT = update(runs).where(runs.c.run_id == bindparam("run")).values(heartbeat_at=func.current_timestamp())
+# Another run of the issue going on, heard from since ``since``: a sender that may insert the same readers.
+_OTHERS = (
+    select(runs.c.run_id)
+    .where(
+        runs.c.issue_id == bindparam("issue"),
+        runs.c.run_id != bindparam("run"),
+        runs.c.finished_at.is_(None),
+        runs.c.heartbeat_at > bindparam("since"),
+    )
+    .limit(1)
+)
 
 
 class Ledger:
@@ -103,8 +114,8 @@ class Ledger:
     def start_run(self, issue_id: str) -> str:
         run_id = uuid.uuid4().hex
         self._beaten[run_id] = time.monotonic()  # the row's heartbeat is now
-        self._rows.contested = False  # a new run has met no other sender yet
         with self.engine.begin() as conn:
+            self._look_for_others(conn, issue_id, run_id)
             conn.execute(
                 insert(runs).values(
                     run_id=run_id,
@@ -119,6 +130,20 @@ class Ledger:
                 )
             )
         return run_id
+
+    def _look_for_others(self, conn: Connection, issue_id: str, run_id: str) -> None:
+        """Whether another sender is sending the issue: then claims insert their new readers with ON CONFLICT.
+
+        Without, the plain INSERT of a reader the other has fails, and the
+        server's log names the reader in the error (``ledger_rows``: the
+        claim is then made again). Looked for as a run starts and each time
+        it beats from a claim: a sender that starts later is found within
+        seconds. A heuristic by this machine's clock; nobody is sent twice
+        whatever it finds.
+        """
+        since = _now() - RUN_LEASE
+        found = conn.execute(_OTHERS, {"issue": issue_id, "run": run_id, "since": since}).first()
+        self._rows.contested = found is not None
 
     def heartbeat(self, run_id: str) -> None:
         """The run's sign of life, for senders elsewhere (claims beat too)."""
@@ -215,8 +240,12 @@ class Ledger:
         beats = now - self._beaten.get(run_id, -BEAT_EVERY) >= BEAT_EVERY
         if beats:
             self._beaten[run_id] = now
-        also = (lambda conn: conn.execute(_BEAT, beat)) if beats else None
-        ours = self._rows.claim(issue_id, emails, claimable, values, also, new)
+
+        def also(conn: Connection) -> None:
+            conn.execute(_BEAT, beat)
+            self._look_for_others(conn, issue_id, run_id)
+
+        ours = self._rows.claim(issue_id, emails, claimable, values, also if beats else None, new)
         return [e for e in emails if e in ours]
 
     def release(self, batch_id: str) -> None:
