@@ -138,7 +138,7 @@ class FileSync:
             stored = _signatures(conn)
         if stored.get(FILES) == signature and stored.get(TOKEN_KEY) == fingerprint:
             return False, None
-        problems, rehashed = None, False
+        problems = None
         with WRITES, self.engine.begin() as conn, _page_cache(conn):
             if conn.dialect.name == "postgresql":
                 # SQLite's BEGIN IMMEDIATE is the write lock: here a second sync waits, then finds the first's.
@@ -149,7 +149,6 @@ class FileSync:
                 return False, None
             if stored.get(TOKEN_KEY) != fingerprint:
                 self._rehash(conn)
-                rehashed = True
             if stored.get(FILES) != signature:
                 # Parsed as written, inside the transaction: a failure anywhere leaves the last sync's state.
                 rows: Iterable[Subscriber | Problem] = subscriber_files(folder, taxonomy)
@@ -159,7 +158,7 @@ class FileSync:
                 _write_problems(conn, folder, problems)
             for name, value in ((FILES, signature), (TOKEN_KEY, fingerprint)):
                 _upsert(conn, {"name": name, "signature": value, "synced_at": now()})
-        if (problems is not None or rehashed) and self.engine.dialect.name == "postgresql":
+        if self.engine.dialect.name == "postgresql":  # here the sync wrote readers: their files or their hashes
             _vacuum_readers(self.engine)
         return True, problems
 

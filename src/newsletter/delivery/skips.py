@@ -100,7 +100,7 @@ def write(conn: Connection, *, issue_id: str, after: str, upto: str | None, shee
         )
 
 
-def _unanswered(conn: Connection, what: str) -> str:
+def _without_row(conn: Connection, what: str) -> str:
     """The issue's sheet entries whose reader has no row in ``deliveries``, as ``what``."""
     return (
         f"SELECT {what} FROM skips AS s, {_entries(conn)} WHERE s.issue_id = :issue "
@@ -110,11 +110,11 @@ def _unanswered(conn: Connection, what: str) -> str:
 
 def skipped(conn: Connection, issue_id: str) -> list[tuple[str, str, datetime]]:
     """The issue's skipped readers: (address, reason, when the sheet was written), in no order."""
-    query = text(_unanswered(conn, "k.value AS email, r.key AS reason, s.written_at AS written_at")).columns(
+    query = text(_without_row(conn, "k.value AS email, r.key AS reason, s.written_at AS written_at")).columns(
         email=String(), reason=String(), written_at=DateTime(timezone=True)
     )
     return [(email, reason, at) for email, reason, at in conn.execute(query, {"issue": issue_id})]
 
 
 def count(conn: Connection, issue_id: str) -> int:
-    return int(conn.execute(text(_unanswered(conn, "count(*)")), {"issue": issue_id}).scalar_one())
+    return int(conn.execute(text(_without_row(conn, "count(*)")), {"issue": issue_id}).scalar_one())
